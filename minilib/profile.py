@@ -1,0 +1,136 @@
+"""One call at the top of every notebook: seed, device, profile, versions.
+
+The book runs every notebook in one of two profiles:
+
+* ``quick``: two CPU cores, minutes, small data. What CI runs.
+* ``full``: a GPU, real scale, the numbers the book reports.
+
+The profile is ``full`` when a CUDA GPU is present and ``quick`` otherwise; the environment
+variable ``MINILIB_PROFILE`` overrides the choice. Sizes in a notebook come from
+:func:`pick`, never from edits, so the same file runs unchanged in both.
+
+Defined in chapter 01 (set-up); used by every chapter.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+PROFILES = ("quick", "full")
+
+_current: "Profile | None" = None
+
+
+@dataclass(frozen=True)
+class Profile:
+    """The choices :func:`setup` made: profile name, torch device and seed."""
+
+    name: str
+    device: torch.device
+    seed: int
+
+    @property
+    def quick(self) -> bool:
+        return self.name == "quick"
+
+    @property
+    def full(self) -> bool:
+        return self.name == "full"
+
+    def pick(self, *, quick, full):
+        """Return ``quick`` or ``full`` according to this profile."""
+        return quick if self.name == "quick" else full
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and every GPU)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def pick_device(name: str | None = None) -> torch.device:
+    """The best device available (CUDA, then Apple MPS, then CPU), or the one named.
+
+    ``MINILIB_DEVICE`` overrides the automatic choice. Asking for a device that is not
+    there raises a ``RuntimeError`` that says what is available.
+    """
+    name = name or os.environ.get("MINILIB_DEVICE")
+    if name:
+        dev = torch.device(name)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(
+                f"device {name!r} asked for, but torch sees no CUDA GPU (torch {torch.__version__}, "
+                f"built for CUDA {torch.version.cuda}). Unset MINILIB_DEVICE to run on the CPU, or "
+                "install a CUDA build of torch on a machine with an NVIDIA GPU."
+            )
+        if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+            raise RuntimeError(f"device {name!r} asked for, but MPS is not available here; unset MINILIB_DEVICE.")
+        return dev
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if hasattr(torch.backends, "mps") and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def pick_profile(device: torch.device, name: str | None = None) -> str:
+    """``name``, else ``$MINILIB_PROFILE``, else ``full`` on a CUDA GPU and ``quick`` elsewhere."""
+    name = name or os.environ.get("MINILIB_PROFILE") or ("full" if device.type == "cuda" else "quick")
+    name = name.strip().lower()
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}: use one of {PROFILES} (set MINILIB_PROFILE=quick or full)")
+    return name
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python and the libraries the book leans on (those that are installed)."""
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("minilib", "torch", "numpy", "scipy", "scikit-learn", "gensim", "transformers"):
+        try:
+            out[pkg] = md.version("embeddings-from-scratch" if pkg == "minilib" else pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def setup(seed: int = 0, profile: str | None = None, device: str | None = None, verbose: bool = True) -> Profile:
+    """Seed everything, choose device and profile, print them with the versions.
+
+    Call it once at the top of a notebook::
+
+        P = setup(seed=0)
+        n_docs = P.pick(quick=200, full=20_000)
+
+    Returns the :class:`Profile`; :func:`current` and :func:`pick` use it afterwards.
+    """
+    global _current
+    dev = pick_device(device)
+    name = pick_profile(dev, profile)
+    seed_everything(seed)
+    if dev.type == "cpu":
+        # Two quick runs must print the same numbers: keep CPU kernels deterministic.
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    _current = Profile(name=name, device=dev, seed=seed)
+    if verbose:
+        gpu = f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else ""
+        print(f"profile: {name} | device: {dev.type}{gpu} | seed: {seed}")
+        print(" | ".join(f"{k} {v}" for k, v in versions().items()))
+    return _current
+
+
+def current() -> Profile:
+    """The profile chosen by the last :func:`setup` (runs ``setup()`` quietly if none yet)."""
+    return _current if _current is not None else setup(verbose=False)
+
+
+def pick(*, quick, full):
+    """``quick`` or ``full`` according to the current profile."""
+    return current().pick(quick=quick, full=full)

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Execute notebooks in place in the quick profile (or MINILIB_PROFILE=full) and strip every
+# output except the cells marked NBVAL_CHECK_OUTPUT: the way a notebook's stored outputs are made.
+#   bash scripts/run_notebook.sh notebooks/01_what_is_an_embedding.ipynb
+set -euo pipefail
+cd "$(dirname "$0")/.."
+py=${PY:-.venv/bin/python}
+export MINILIB_PROFILE=${MINILIB_PROFILE:-quick} HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+for nb in "$@"; do
+  t0=$(date +%s)
+  "$py" -m jupyter execute --inplace --timeout=1200 --kernel_name=python3 "$nb"
+  "$py" scripts/strip_outputs.py "$nb"
+  echo "$nb: $(( $(date +%s) - t0 )) s ($MINILIB_PROFILE)"
+done

