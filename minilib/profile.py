@@ -123,7 +123,19 @@ def setup(seed: int = 0, profile: str | None = None, device: str | None = None, 
         gpu = f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else ""
         print(f"profile: {name} | device: {dev.type}{gpu} | seed: {seed}")
         print(" | ".join(f"{k} {v}" for k, v in versions().items()))
+    if os.environ.get("MINILIB_METRICS_FILE"):
+        record(profile=name, device=describe_device(dev))
     return _current
+
+
+def describe_device(dev: torch.device) -> str:
+    """``"NVIDIA H100 80GB HBM3"`` or ``"cpu (2 cores)"``: the hardware a number was measured on."""
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    if dev.type == "cpu":
+        n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        return f"cpu ({n} cores)"
+    return dev.type
 
 
 def current() -> Profile:
@@ -134,3 +146,31 @@ def current() -> Profile:
 def pick(*, quick, full):
     """``quick`` or ``full`` according to the current profile."""
     return current().pick(quick=quick, full=full)
+
+
+def record(**metrics) -> dict:
+    """Record a notebook's key results for the table of measured runs (Appendix B).
+
+    ``scripts/run_notebooks.py`` sets ``MINILIB_METRICS_FILE`` for each notebook it runs and
+    reads the values back; elsewhere this only returns them. Values must be numbers or short
+    strings::
+
+        profile.record(analogy_glove=0.231, ws353_glove=0.52)
+    """
+    import json
+
+    for k, v in metrics.items():
+        if not isinstance(v, (int, float, str)) or isinstance(v, bool):
+            raise TypeError(f"record({k}=...) takes a number or a string, got {type(v).__name__}")
+    path = os.environ.get("MINILIB_METRICS_FILE")
+    if path:
+        old = {}
+        if os.path.exists(path):
+            with open(path) as f:
+                old = json.load(f)
+        old.update({k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items()})
+        tmp = f"{path}.tmp"
+        with open(tmp, "w") as f:
+            json.dump(old, f, indent=1, sort_keys=True)
+        os.replace(tmp, path)
+    return metrics

@@ -22,22 +22,35 @@ else
   "$PYTHON" -m venv "$VENV"
   py="$VENV/bin/python"
 fi
-pip=("$py" -m pip install -q --disable-pip-version-check)
+pipi() {  # pip install, quiet, without the noise of unreachable extra indexes
+  local log rc=0
+  log=$(mktemp)
+  "$py" -m pip install -q --disable-pip-version-check "$@" >"$log" 2>&1 || rc=$?
+  grep -v "is ignored: it is neither a file" "$log" >&2 || true
+  rm -f "$log"
+  return $rc
+}
 
 if ! "$py" -c "import torch" 2>/dev/null; then
   if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
     echo "[setup] NVIDIA GPU found: installing the CUDA build of torch from PyPI"
-    "${pip[@]}" "torch>=2.2"
+    pipi "torch>=2.2"
   else
     echo "[setup] no NVIDIA GPU: installing a CPU build of torch"
-    "${pip[@]}" --no-index --no-deps "torch>=2.2" 2>/dev/null \
-      || "${pip[@]}" --index-url https://download.pytorch.org/whl/cpu "torch>=2.2" 2>/dev/null \
-      || "${pip[@]}" "torch>=2.2"
+    pipi --no-index --no-deps "torch>=2.2" 2>/dev/null \
+      || pipi --index-url https://download.pytorch.org/whl/cpu "torch>=2.2" 2>/dev/null \
+      || pipi "torch>=2.2"
   fi
 fi
 
-echo "[setup] installing requirements.txt and minilib"
-"${pip[@]}" -r requirements.txt -e .
+# Skip the (slow) resolver when requirements.txt and pyproject.toml have not changed.
+stamp="$("$py" -c 'import sys; print(sys.prefix)')/.embeddings-from-scratch-setup"
+want=$(cat requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! "$py" -c "import minilib" 2>/dev/null; then
+  echo "[setup] installing requirements.txt and minilib"
+  pipi -r requirements.txt -e .
+  echo "$want" > "$stamp"
+fi
 
 if [ "${MINILIB_APT:-auto}" != "no" ] && command -v apt-get >/dev/null 2>&1; then
   debs=(bible-kjv-text bible-kjv dict-gcide dataset-fashion-mnist)

@@ -1,0 +1,92 @@
+"""Run every notebook of the book under nbval in one profile and write the table of measured
+runs that Appendix B renders: notebook, profile, device, seconds, result, key metrics.
+
+    python scripts/run_notebooks.py --profile full            # on a GPU machine
+    python scripts/run_notebooks.py --profile quick notebooks/02_count_based_vectors.ipynb
+
+Each notebook reports its key numbers with ``minilib.profile.record(...)``; this script points
+``MINILIB_METRICS_FILE`` at a temporary file per notebook and reads them back. The table goes
+to ``book/runtimes/<profile>.csv`` (``--out`` to change). Exit status 1 if a notebook fails.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def toc_notebooks() -> list[Path]:
+    """Notebooks in the order of ``_toc.yml``."""
+    toc = (ROOT / "_toc.yml").read_text()
+    return [ROOT / f"{m}.ipynb" for m in re.findall(r"file:\s*(notebooks/\S+)", toc)]
+
+
+def run_one(nb: Path, profile: str) -> dict:
+    sanitize = ROOT / "tests" / ("nbval_sanitize_full.cfg" if profile == "full" else "nbval_sanitize.cfg")
+    with tempfile.TemporaryDirectory() as tmp:
+        metrics_file = Path(tmp) / "metrics.json"
+        env = {**os.environ, "MINILIB_PROFILE": profile, "MINILIB_METRICS_FILE": str(metrics_file),
+               "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+               "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
+        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
+               "--nbval-current-env", "--nbval-cell-timeout=3600", f"--nbval-sanitize-with={sanitize}", str(nb)]
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+        seconds = time.perf_counter() - t0
+        metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
+    if proc.returncode != 0:
+        print(proc.stdout[-4000:], proc.stderr[-2000:], sep="\n", file=sys.stderr)
+    return {
+        "notebook": nb.stem,
+        "profile": metrics.pop("profile", profile),
+        "device": metrics.pop("device", "?"),
+        "seconds": f"{seconds:.0f}",
+        "result": "passed" if proc.returncode == 0 else "FAILED",
+        "date": time.strftime("%Y-%m-%d"),
+        "metrics": "; ".join(f"{k}={v}" for k, v in sorted(metrics.items())),
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("notebooks", nargs="*", type=Path, help="default: every notebook in _toc.yml")
+    ap.add_argument("--profile", choices=["quick", "full"], default="full")
+    ap.add_argument("--out", type=Path, help="default: book/runtimes/<profile>.csv")
+    args = ap.parse_args()
+    nbs = [p.resolve() for p in args.notebooks] or toc_notebooks()
+    missing = [str(p) for p in nbs if not p.exists()]
+    if missing:
+        ap.error(f"no such notebook: {', '.join(missing)}")
+    out = args.out or ROOT / "book" / "runtimes" / f"{args.profile}.csv"
+    rows = []
+    for nb in nbs:
+        row = run_one(nb, args.profile)
+        print(f"{row['notebook']:<40} {row['profile']:<6} {row['device']:<28} {row['seconds']:>6} s  {row['result']}",
+              flush=True)
+        rows.append(row)
+    if args.notebooks and out.exists():  # a partial run updates its rows and keeps the others
+        with open(out, newline="") as f:
+            old = {r["notebook"]: r for r in csv.DictReader(f)}
+        old.update({r["notebook"]: r for r in rows})
+        order = [p.stem for p in toc_notebooks()]
+        rows = sorted(old.values(), key=lambda r: order.index(r["notebook"]) if r["notebook"] in order else 99)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    print(f"wrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
+    return 0 if all(r["result"] == "passed" for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

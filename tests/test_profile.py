@@ -1,0 +1,64 @@
+"""minilib.profile: profile and device choice, seeding, pick()."""
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from minilib import profile
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch):
+    monkeypatch.delenv("MINILIB_PROFILE", raising=False)
+    monkeypatch.delenv("MINILIB_DEVICE", raising=False)
+
+
+def test_quick_on_cpu_full_on_cuda_and_env_override(monkeypatch):
+    assert profile.pick_profile(torch.device("cpu")) == "quick"
+    assert profile.pick_profile(torch.device("cuda")) == "full"
+    monkeypatch.setenv("MINILIB_PROFILE", "FULL")
+    assert profile.pick_profile(torch.device("cpu")) == "full"
+
+
+def test_unknown_profile_is_a_clear_error():
+    with pytest.raises(ValueError, match="MINILIB_PROFILE=quick or full"):
+        profile.pick_profile(torch.device("cpu"), "medium")
+
+
+def test_asking_for_a_missing_gpu_says_what_to_do(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match="Unset MINILIB_DEVICE"):
+        profile.pick_device("cuda")
+    assert profile.pick_device("cpu").type == "cpu"
+
+
+def test_setup_seeds_everything_and_pick_follows_the_profile(capsys):
+    P = profile.setup(seed=7, profile="quick", device="cpu")
+    a = (random.random(), np.random.rand(), torch.rand(1).item())
+    profile.setup(seed=7, profile="quick", device="cpu", verbose=False)
+    b = (random.random(), np.random.rand(), torch.rand(1).item())
+    assert a == b
+    out = capsys.readouterr().out
+    assert "profile: quick | device: cpu | seed: 7" in out and "torch" in out
+    assert P.pick(quick=1, full=2) == 1 and profile.pick(quick="q", full="f") == "q"
+    assert P.quick and not P.full
+    P = profile.setup(seed=0, profile="full", device="cpu", verbose=False)
+    assert profile.current() is P and profile.pick(quick=1, full=2) == 2
+
+
+def test_versions_lists_the_main_libraries():
+    v = profile.versions()
+    assert {"python", "torch", "numpy"} <= set(v)
+
+
+def test_record_merges_metrics_into_the_file(tmp_path, monkeypatch):
+    import json
+    out = tmp_path / "m.json"
+    assert profile.record(a=1) == {"a": 1}  # no file asked for: just returned
+    monkeypatch.setenv("MINILIB_METRICS_FILE", str(out))
+    profile.record(acc=0.123456, name="glove")
+    profile.record(rho=0.5)
+    assert json.loads(out.read_text()) == {"acc": 0.1235, "name": "glove", "rho": 0.5}
+    with pytest.raises(TypeError, match="number or a string"):
+        profile.record(bad=[1, 2])
