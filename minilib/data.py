@@ -251,6 +251,22 @@ def _unpack_deb_member(deb: Path, member: str, dest: Path) -> None:
     raise MissingSourceError(f"no data archive in {deb}")
 
 
+def _on_colab() -> bool:
+    return "COLAB_RELEASE_TAG" in os.environ
+
+
+def _apt_install(debs: list[str]) -> bool:
+    """On Colab (root, apt-get): install Debian data packages the way the set-up script does here."""
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        return False
+    print(f"installing Debian packages {' '.join(debs)} (Colab) ...")
+    ok = subprocess.run(["apt-get", "install", "-y", "-qq", *debs], capture_output=True).returncode == 0
+    if not ok:
+        ok = (subprocess.run(["apt-get", "update", "-qq"], capture_output=True).returncode == 0 and
+              subprocess.run(["apt-get", "install", "-y", "-qq", *debs], capture_output=True).returncode == 0)
+    return ok
+
+
 def _download_allowed() -> bool:
     return os.environ.get("MINILIB_DOWNLOAD", "0").lower() in ("1", "true", "yes")
 
@@ -289,6 +305,9 @@ def files(name: str) -> dict[str, Path]:
             f"SHA-256, so it is not the file the book was checked with. Reinstall it: {src.install_hint()} "
             f"(a different release may ship different data)."
         )
+
+    if src.deb and _on_colab() and _apt_install(src.deb.split()):
+        return files(name)
 
     if (src.url or src.deb_url) and _download_allowed():
         cached.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-JB = [sys.executable, "-m", "jupyter_book.cli.main"]
+JB = [str(Path(sys.executable).parent / "jupyter-book")]
 
 
 def _jb(*args, cwd=ROOT):

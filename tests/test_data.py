@@ -258,3 +258,23 @@ def test_wiki_article_parser_skips_redirects_and_other_namespaces(tmp_path):
     assert [t for t, _ in arts] == ["A"]
     from minilib.text import strip_wiki_markup, tokenize
     assert tokenize(strip_wiki_markup(arts[0][1])) == ["a", "is", "a", "glyph"]
+
+
+def test_on_colab_a_missing_debian_source_is_installed_with_apt(cache, monkeypatch, tmp_path):
+    calls = []
+    deb_dir = tmp_path / "deb"
+    sha = "2" * 64
+    monkeypatch.setitem(data.SOURCES, "kjv", Source(**{**data.SOURCES["kjv"].__dict__, "deb_dir": str(deb_dir),
+                                                      "files": {"data": ("bible.data", sha)}}))
+
+    def fake_apt(debs):
+        calls.append(debs)
+        deb_dir.mkdir()
+        (deb_dir / "bible.data").write_text("x")
+        return True
+
+    monkeypatch.setattr(data, "_apt_install", fake_apt)
+    monkeypatch.setenv("COLAB_RELEASE_TAG", "test")
+    monkeypatch.setattr(data, "_matches", lambda p, expected: True)
+    assert data.path("kjv") == deb_dir / "bible.data"
+    assert calls == [["bible-kjv-text", "bible-kjv"]]
