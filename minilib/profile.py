@@ -148,11 +148,11 @@ def pick(*, quick, full):
     return current().pick(quick=quick, full=full)
 
 
-def record(**metrics) -> dict:
+def record(**metrics) -> None:
     """Record a notebook's key results for the table of measured runs (Appendix B).
 
     ``scripts/run_notebooks.py`` sets ``MINILIB_METRICS_FILE`` for each notebook it runs and
-    reads the values back; elsewhere this only returns them. Values must be numbers or short
+    reads the values back; elsewhere it only checks them. Values must be numbers or short
     strings::
 
         profile.record(analogy_glove=0.231, ws353_glove=0.52)
@@ -173,4 +173,3 @@ def record(**metrics) -> dict:
         with open(tmp, "w") as f:
             json.dump(old, f, indent=1, sort_keys=True)
         os.replace(tmp, path)
-    return metrics

@@ -278,3 +278,9 @@ def test_on_colab_a_missing_debian_source_is_installed_with_apt(cache, monkeypat
     monkeypatch.setattr(data, "_matches", lambda p, expected: True)
     assert data.path("kjv") == deb_dir / "bible.data"
     assert calls == [["bible-kjv-text", "bible-kjv"]]
+
+
+def test_bbc_news_is_decoded_as_utf8():
+    texts, _ = data.load("bbc_news")
+    assert not any("Â£" in t for t in texts)
+    assert sum("£" in t for t in texts) > 100

@@ -1,0 +1,147 @@
+"""Tests for minilib.text: tokenizer, Wikipedia cleaner, Vocab, one-hot, bag-of-words, TF-IDF."""
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from minilib.text import Vocab, bag_of_words, idf_weights, one_hot, strip_wiki_markup, tfidf, tokenize
+
+DOCS = [
+    "The cat sat on the mat.",
+    "The dog sat on the log, the dog barked!",
+    "Cats and dogs: 2 pets, 2 friends.",
+    "Zoë's café serves crème brûlée.",
+    "Nothing in common here",
+]
+
+
+# --- the tokenizer and cleaner (written by the lead; behaviour stated in chapter 01) ------------
+
+
+def test_tokenize_rule():
+    assert tokenize("Don't panic, 42!") == ["don", "t", "panic", "42"]
+    assert tokenize("Zoë's Café") == ["zoe", "s", "cafe"]
+    assert tokenize("abc123def") == ["abc", "123", "def"]
+    assert tokenize("") == []
+    with pytest.raises(TypeError):
+        tokenize(["not", "a", "string"])
+
+
+def test_strip_wiki_markup_keeps_visible_words():
+    raw = ("'''Anarchism''' is a [[political philosophy|philosophy]]{{sfn|Smith|2001}} "
+           "<ref>Some book</ref>that [[Rejection|rejects]] [[File:A.jpg|thumb|a [[caption]]]] rulers.")
+    assert tokenize(strip_wiki_markup(raw)) == ["anarchism", "is", "a", "philosophy", "that", "rejects", "rulers"]
+
+
+def test_vocab_build_is_sorted_and_deterministic():
+    v = Vocab.build([tokenize(d) for d in DOCS])
+    assert v.itos[0] == "the" and v.counts[0] == 5
+    assert list(v.counts) == sorted(v.counts, reverse=True)
+    assert Vocab.build([tokenize(d) for d in DOCS]).itos == v.itos
+    with pytest.raises(KeyError, match="not in the vocabulary"):
+        v.index("elephant")
+
+
+# --- one-hot ----------------------------------------------------------------------------------
+
+
+def test_one_hot_rows():
+    X = one_hot([2, 0, 2], 4)
+    assert X.shape == (3, 4) and X.dtype == torch.float32
+    assert torch.equal(X, torch.tensor([[0, 0, 1, 0], [1, 0, 0, 0], [0, 0, 1, 0]], dtype=torch.float32))
+    assert one_hot(np.array([1]), 2).shape == (1, 2)
+    assert one_hot(torch.tensor([], dtype=torch.long), 3).shape == (0, 3)
+
+
+def test_one_hot_times_matrix_is_embedding_lookup():
+    torch.manual_seed(0)
+    W = torch.randn(10, 4)
+    ids = torch.tensor([3, 7, 3, 0, 9])
+    emb = torch.nn.Embedding.from_pretrained(W)
+    # exact equality: each output entry is one product 1 * w plus zeros
+    assert torch.equal(one_hot(ids, 10) @ W, emb(ids))
+    assert torch.equal(one_hot(ids, 10) @ W, W[ids])
+
+
+def test_one_hot_errors():
+    with pytest.raises(ValueError, match=r"\[0, 4\)"):
+        one_hot([0, 4], 4)
+    with pytest.raises(ValueError, match="1-D"):
+        one_hot([[0, 1]], 4)
+    with pytest.raises(TypeError, match="integers"):
+        one_hot([0.5], 4)
+    with pytest.raises(ValueError, match="vocab_size"):
+        one_hot([0], 0)
+
+
+# --- bag of words and TF-IDF ------------------------------------------------------------------
+
+
+@pytest.fixture
+def vocab():
+    return Vocab.build([tokenize(d) for d in DOCS])
+
+
+def test_bag_of_words_counts(vocab):
+    X = bag_of_words(DOCS, vocab)
+    assert sp.isspmatrix_csr(X) and X.shape == (len(DOCS), len(vocab)) and X.dtype == np.int64
+    assert X[1, vocab.index("the")] == 3 and X[1, vocab.index("dog")] == 2
+    assert X[2, vocab.index("2")] == 2
+    # token lists and strings give the same matrix; unknown words are ignored
+    assert (bag_of_words([tokenize(d) for d in DOCS], vocab) != X).nnz == 0
+    assert bag_of_words([["unicorn", "unicorn"]], vocab).nnz == 0
+    assert np.array_equal(np.asarray(X.sum(axis=1)).ravel(), [len(tokenize(d)) for d in DOCS])
+
+
+def test_bag_of_words_matches_sklearn(vocab):
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    ref = CountVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None, vocabulary=vocab.stoi)
+    assert (ref.fit_transform(DOCS) != bag_of_words(DOCS, vocab)).nnz == 0
+
+
+def test_bag_of_words_errors(vocab):
+    with pytest.raises(TypeError, match="single str"):
+        bag_of_words("the cat", vocab)
+    with pytest.raises(ValueError, match="empty"):
+        bag_of_words([], vocab)
+    with pytest.raises(TypeError, match="Vocab"):
+        bag_of_words(DOCS, ["the", "cat"])
+
+
+def test_idf_formula(vocab):
+    n = len(DOCS)
+    idf = idf_weights(DOCS, vocab)
+    # "the" occurs in 2 of 5 documents
+    assert idf[vocab.index("the")] == pytest.approx(np.log((1 + n) / (1 + 2)) + 1)
+    raw = idf_weights(DOCS, vocab, smooth=False)
+    assert raw[vocab.index("the")] == pytest.approx(np.log(n / 2) + 1)
+    assert np.all(np.isfinite(idf_weights(DOCS[:1], vocab, smooth=False)))  # unseen words: finite
+
+
+@pytest.mark.parametrize("smooth_idf", [True, False])
+@pytest.mark.parametrize("sublinear_tf", [False, True])
+@pytest.mark.parametrize("norm", ["l2", "l1", None])
+def test_tfidf_matches_sklearn(vocab, smooth_idf, sublinear_tf, norm):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    ref = TfidfVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None, vocabulary=vocab.stoi,
+                          smooth_idf=smooth_idf, sublinear_tf=sublinear_tf, norm=norm)
+    Y = ref.fit_transform(DOCS)
+    X = tfidf(DOCS, vocab, smooth_idf=smooth_idf, sublinear_tf=sublinear_tf, norm=norm)
+    assert sp.isspmatrix_csr(X) and X.shape == Y.shape
+    assert abs(X - Y).max() < 1e-10
+
+
+def test_tfidf_rows_and_options(vocab):
+    X = tfidf(DOCS + ["unicorn"], vocab)
+    norms = np.sqrt(np.asarray(X.multiply(X).sum(axis=1)).ravel())
+    assert np.allclose(norms[:-1], 1.0) and norms[-1] == 0  # all-unknown document stays zero
+    # a precomputed idf (e.g. from a background corpus) is used as given
+    ones = np.ones(len(vocab))
+    X1 = tfidf(DOCS, vocab, idf=ones, norm=None)
+    assert (X1 != bag_of_words(DOCS, vocab)).nnz == 0
+    with pytest.raises(ValueError, match="idf has shape"):
+        tfidf(DOCS, vocab, idf=np.ones(3))
+    with pytest.raises(ValueError, match="norm"):
+        tfidf(DOCS, vocab, norm="max")
