@@ -117,6 +117,14 @@ SOURCES: dict[str, Source] = {s.name: s for s in [
             {"background": ("lee_background.cor", "5d78d6dafd953bbf65797bef09a9ffb9ec430583381be705f8fd460000f370fb"),
              "docs": ("lee.cor", "a878f9a58f6743c32985c56c2f2f75988386216b38a4023a01fd3bcf7884d93e"),
              "sim": ("similarities0-1.txt", "23762bc6b728897144dda3d324a2c032dc1e059e1009806226d64b6dd123ed79")}),
+    _gensim("en_it_vectors", "English and Italian word2vec vectors (20 words each, 300 dimensions) and "
+                             "20 English-Italian translation pairs (one of them, fish -> cavallo, wrong)",
+            {"en": ("EN.1-10.cbow1_wind5_hs0_neg10_size300_smpl1e-05.txt",
+                    "2b21dc473774a1036630a26cecb287275f50053a62365520aafcd103deccf355"),
+             "it": ("IT.1-10.cbow1_wind5_hs0_neg10_size300_smpl1e-05.txt",
+                    "94af65b80c8865e4ab8a5c413b516396f4844d93129babe09022240d45d37f81"),
+             "pairs": ("OPUS_en_it_europarl_train_one2ten.txt",
+                       "f98865bf29a5bbcd78b3e4c0dd5284617fc8cde79c9102bd1a1abebfe40eafe8")}),
     Source("glove_6b_50d", "Stanford GloVe 6B, 50 dimensions, 400k words (Pennington et al. 2014)",
            "PDDL-1.0 (vectors); package Apache-2.0",
            {"emb": ("glove_6B_50d_emb.npy", "2d85b9db2ad8ddeb2e07474af9c9fb45a925d21c40878d4b365d189f13eb5a15"),
@@ -469,6 +477,49 @@ def gcide_entries(dict_dz: Path) -> list[str]:
     return [_GCIDE_SKIP.sub(" ", e) for e in entries]
 
 
+def read_word2vec_text(path) -> tuple[list[str], np.ndarray]:
+    """Read vectors in word2vec's text format: a header ``"V dim"``, then ``word x1 ... x_dim`` lines.
+
+    Returns ``(words, vectors (V, dim) float32)``. Used for the English and Italian vectors that
+    gensim ships in ``gensim/test/test_data/``. Used in chapter 04.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: pass the path of a word2vec text file")
+    with open(path, encoding="utf-8") as fh:
+        header = fh.readline().split()
+        if len(header) != 2 or not all(h.isdigit() for h in header):
+            raise ValueError(f"{path}: the first line must be 'n_words dim', got {' '.join(header)!r}")
+        n, dim = map(int, header)
+        words, rows = [], []
+        for line_no, line in enumerate(fh, start=2):
+            parts = line.split()  # also drops the trailing space some writers leave
+            if len(parts) != dim + 1:
+                raise ValueError(f"{path}, line {line_no}: expected a word and {dim} numbers, got {len(parts)} fields")
+            words.append(parts[0])
+            rows.append(np.array(parts[1:], dtype=np.float32))
+    if len(words) != n:
+        raise ValueError(f"{path}: the header promises {n} words but the file holds {len(words)}")
+    return words, np.vstack(rows) if rows else np.zeros((0, dim), np.float32)
+
+
+def read_translation_pairs(path) -> list[tuple[str, str]]:
+    """Read a bilingual dictionary: one ``source target`` pair per line. Used in chapter 04."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: pass the path of a 'source target' pairs file")
+    pairs = []
+    with open(path, encoding="utf-8") as fh:
+        for line_no, line in enumerate(fh, start=1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != 2:
+                raise ValueError(f"{path}, line {line_no}: expected 'source target', got {line.strip()!r}")
+            pairs.append((parts[0], parts[1]))
+    return pairs
+
+
 # --- the book corpus --------------------------------------------------------------------
 
 CORPUS_PARTS = {"quick": ("wikipedia",), "full": ("wikipedia", "bbc_news", "kjv", "gcide")}
@@ -528,6 +579,8 @@ _LOADERS: dict[str, Callable] = {
     "bbc_news": lambda: _read_bbc(path("bbc_news")),
     "kjv": lambda: kjv_chapters(path("kjv")),
     "gcide": lambda: gcide_entries(path("gcide")),
+    "en_it_vectors": lambda: (lambda f: {"en": read_word2vec_text(f["en"]), "it": read_word2vec_text(f["it"]),
+                                         "pairs": read_translation_pairs(f["pairs"])})(files("en_it_vectors")),
 }
 
 
@@ -543,6 +596,7 @@ def load(name: str, **kwargs):
     ``glove_6b_50d``          ``(words, vectors (400000, 50) float32)``
     ``bbc_news``              ``(texts, labels)``, 2,225 articles
     ``kjv``, ``gcide``        ``list[str]``: chapters, dictionary entries
+    ``en_it_vectors``         ``{"en": (words, (20, 300)), "it": (...), "pairs": [(en, it), ...]}``
     ========================  =========================================================
     """
     if name == "book_corpus":

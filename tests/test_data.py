@@ -284,3 +284,17 @@ def test_bbc_news_is_decoded_as_utf8():
     texts, _ = data.load("bbc_news")
     assert not any("Â£" in t for t in texts)
     assert sum("£" in t for t in texts) > 100
+
+
+def test_en_it_vectors_and_pairs():
+    d = data.load("en_it_vectors")
+    (en_words, en), (it_words, it) = d["en"], d["it"]
+    assert en.shape == (20, 300) and it.shape == (20, 300) and len(d["pairs"]) == 20
+    assert "one" in en_words and ("one", "uno") in d["pairs"]
+
+
+def test_word2vec_text_reader_rejects_a_bad_header(tmp_path):
+    p = tmp_path / "v.txt"
+    p.write_text("two words\nx 1 2\n")
+    with pytest.raises(ValueError, match="n_words dim"):
+        data.read_word2vec_text(p)
