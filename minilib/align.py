@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from .data import read_translation_pairs, read_word2vec_text
+from .evaluate import as_matrix as _matrix, unit_rows as _unit, word_index as _index
 
 __all__ = ["load_word2vec_text", "load_pairs", "pair_matrices", "split_pairs", "procrustes", "least_squares_map",
            "translate", "translation_accuracy"]
@@ -30,27 +31,6 @@ __all__ = ["load_word2vec_text", "load_pairs", "pair_matrices", "split_pairs", "
 # The readers live with the other file formats in minilib.data; chapter 04 uses them by these names.
 load_word2vec_text = read_word2vec_text
 load_pairs = read_translation_pairs
-
-
-def _matrix(vectors, words: Sequence[str], name: str) -> np.ndarray:
-    M = vectors.detach().cpu().numpy() if isinstance(vectors, torch.Tensor) else np.asarray(vectors)
-    if M.ndim != 2:
-        raise ValueError(f"{name} vectors must be a (V, dim) matrix, got shape {M.shape}")
-    if len(words) != M.shape[0]:
-        raise ValueError(f"{len(words)} {name} words but {name} vectors have shape {M.shape}: one word per row")
-    return M
-
-
-def _index(words: Sequence[str]) -> dict[str, int]:
-    index: dict[str, int] = {}
-    for i, w in enumerate(words):
-        index.setdefault(w, i)
-    return index
-
-
-def _unit(M: np.ndarray) -> np.ndarray:
-    M = np.asarray(M, dtype=np.float64)
-    return M / np.maximum(np.linalg.norm(M, axis=-1, keepdims=True), 1e-12)
 
 
 def pair_matrices(src_vectors, src_words: Sequence[str], tgt_vectors, tgt_words: Sequence[str],

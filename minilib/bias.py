@@ -25,6 +25,8 @@ from itertools import combinations
 import numpy as np
 import torch
 
+from .evaluate import as_matrix as _matrix, unit_rows as _unit, word_index as _index
+
 __all__ = [
     "WEAT_TESTS", "DEFINITIONAL_PAIRS", "EQUALIZE_PAIRS", "GENDER_SPECIFIC",
     "association", "weat", "bias_direction", "project", "neutralize", "equalize", "hard_debias", "residual_bias",
@@ -80,27 +82,6 @@ GENDER_SPECIFIC = sorted({w for pair in DEFINITIONAL_PAIRS + EQUALIZE_PAIRS for 
     "fraternity spokeswoman spokesman stepdaughter stepson stepmother stepfather waitress waiter widow widower "
     "witch wizard womb prostate ovarian testosterone estrogen feminine masculine femininity masculinity "
     "motherhood fatherhood sisterhood brotherhood maternal paternal maternity paternity".split()))
-
-
-def _matrix(vectors, words: Sequence[str]) -> np.ndarray:
-    X = vectors.detach().cpu().numpy() if isinstance(vectors, torch.Tensor) else np.asarray(vectors)
-    if X.ndim != 2:
-        raise ValueError(f"vectors must be a (V, dim) matrix, got shape {X.shape}")
-    if len(words) != X.shape[0]:
-        raise ValueError(f"{len(words)} words but vectors has shape {X.shape}: pass one word per row, in row order")
-    return X
-
-
-def _index(words: Sequence[str]) -> dict[str, int]:
-    index: dict[str, int] = {}
-    for i, w in enumerate(words):
-        index.setdefault(w, i)
-    return index
-
-
-def _unit(M: np.ndarray) -> np.ndarray:
-    M = np.asarray(M, dtype=np.float64)
-    return M / np.maximum(np.linalg.norm(M, axis=-1, keepdims=True), 1e-12)
 
 
 def association(W, A, B) -> np.ndarray:

@@ -25,27 +25,39 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-__all__ = ["similarity", "analogy"]
+__all__ = ["as_matrix", "word_index", "unit_rows", "similarity", "analogy"]
 
 
-def _as_matrix(vectors, words: Sequence[str]) -> np.ndarray:
+def as_matrix(vectors, words: Sequence[str], name: str = "") -> np.ndarray:
+    """``vectors`` (NumPy or torch) as a ``(V, dim)`` array whose ``V`` rows are labelled by ``words``;
+    a clear error otherwise. ``name`` ("source", "target") goes into the messages. Defined in chapter 02."""
+    label = f"{name} " if name else ""
     X = vectors.detach().cpu().numpy() if isinstance(vectors, torch.Tensor) else np.asarray(vectors)
     if X.ndim != 2:
-        raise ValueError(f"vectors must be a (V, dim) matrix, got shape {X.shape}")
+        raise ValueError(f"{label}vectors must be a (V, dim) matrix, got shape {X.shape}")
     if len(words) != X.shape[0]:
-        raise ValueError(f"{len(words)} words but {X.shape[0]} vectors: pass one word per row, in row order")
+        raise ValueError(f"{len(words)} {label}words but {label}vectors has shape {X.shape}: "
+                         "pass one word per row, in row order")
     if X.shape[0] == 0:
-        raise ValueError("vectors is empty: no words to evaluate")
+        raise ValueError(f"{label}vectors is empty: no words to evaluate")
     return X
 
 
-def _index(words: Sequence[str], limit: int | None = None) -> dict[str, int]:
-    """word -> row for the first ``limit`` words; the first (most frequent) row wins on duplicates."""
+def word_index(words: Sequence[str], limit: int | None = None) -> dict[str, int]:
+    """word -> row for the first ``limit`` words; the first (most frequent) row wins on duplicates.
+    Defined in chapter 02."""
     words = words if limit is None else words[:limit]
     index: dict[str, int] = {}
     for i, w in enumerate(words):
         index.setdefault(w, i)
     return index
+
+
+def unit_rows(M) -> np.ndarray:
+    """``M`` as float64 with every row (or the one vector) scaled to unit length; zero rows stay zero.
+    Defined in chapter 02."""
+    M = np.asarray(M, dtype=np.float64)
+    return M / np.maximum(np.linalg.norm(M, axis=-1, keepdims=True), 1e-12)
 
 
 def similarity(vectors, words: Sequence[str], pairs: Sequence[tuple[str, str, float]]) -> dict:
@@ -56,10 +68,10 @@ def similarity(vectors, words: Sequence[str], pairs: Sequence[tuple[str, str, fl
     ``words`` are skipped and counted. Returns ``dict(rho, n_used, n_skipped)``.
     Defined in chapter 02.
     """
-    X = _as_matrix(vectors, words)
+    X = as_matrix(vectors, words)
     if len(pairs) == 0:
         raise ValueError("no pairs given: pass e.g. data.load('wordsim353')")
-    index = _index(words)
+    index = word_index(words)
     rows1, rows2, gold = [], [], []
     for w1, w2, score in pairs:
         if w1 in index and w2 in index:
@@ -101,14 +113,14 @@ def analogy(
         raise ValueError(f"method must be '3cosadd' or '3cosmul', got {method!r}")
     if restrict_vocab < 1:
         raise ValueError("restrict_vocab must be >= 1")
-    X = _as_matrix(vectors, words)
+    X = as_matrix(vectors, words)
     if not isinstance(questions, Mapping):
         questions = {"all": questions}
     total = sum(len(q) for q in questions.values())
     if total == 0:
         raise ValueError("no analogy questions given: pass e.g. data.load('google_analogies')")
     n = min(restrict_vocab, X.shape[0])
-    index = _index(words, n)
+    index = word_index(words, n)
     dev = torch.device(device) if device is not None else torch.device("cpu")
     W = torch.as_tensor(np.ascontiguousarray(X[:n]), dtype=torch.float32, device=dev)
     W = W / W.norm(dim=1, keepdim=True).clamp_min(1e-12)  # (n, dim) unit rows
@@ -178,14 +190,14 @@ def nearest_neighbours(vectors, words: Sequence[str], queries: Sequence[str], k:
     A query outside ``words`` raises a ``KeyError`` (out of vocabulary) naming every such query.
     Defined in chapter 04.
     """
-    X = _as_matrix(vectors, words)
+    X = as_matrix(vectors, words)
     if isinstance(queries, str):
         queries = [queries]
     if len(queries) == 0:
         raise ValueError("no query words given: pass a list such as ['king', 'paris']")
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
-    index = _index(words)
+    index = word_index(words)
     missing = [q for q in queries if q not in index]
     if missing:
         raise KeyError(f"out of vocabulary: {missing}; query only words that have a vector (check spelling and case)")
@@ -232,7 +244,7 @@ def hubness(vectors, words: Sequence[str], k: int = 10, top: int = 10, batch_siz
     """
     from scipy.stats import skew
 
-    X = _as_matrix(vectors, words)
+    X = as_matrix(vectors, words)
     n_k = k_occurrence(X, k=k, batch_size=batch_size)
     order = np.argsort(-n_k, kind="stable")[:top]
     return dict(
@@ -304,10 +316,10 @@ def numeracy_probe(vectors, words: Sequence[str], numbers: Mapping[str, float], 
     from sklearn.metrics import r2_score
     from sklearn.model_selection import KFold, cross_val_predict
 
-    X = _as_matrix(vectors, words)
+    X = as_matrix(vectors, words)
     if len(numbers) == 0:
         raise ValueError("numbers is empty: pass e.g. {str(n): n for n in range(1, 1001)}")
-    index = _index(words)
+    index = word_index(words)
     used = [w for w in numbers if w in index]
     if len(used) < 2 * folds:
         raise ValueError(f"only {len(used)} of {len(numbers)} numbers have a vector; need at least "

@@ -148,7 +148,7 @@ def test_nearest_neighbours_matches_gensim(random_model):
 def test_nearest_neighbours_unknown_word():
     with pytest.raises(KeyError, match="out of vocabulary.*zebra"):
         evaluate.nearest_neighbours(np.eye(3), ["a", "b", "c"], ["a", "zebra"])
-    with pytest.raises(ValueError, match="3 words but 2 vectors"):
+    with pytest.raises(ValueError, match=r"3 words but vectors has shape \(2, 2\)"):
         evaluate.nearest_neighbours(np.eye(2), ["a", "b", "c"], ["a"])
 
 
@@ -219,3 +219,17 @@ def test_numeracy_probe_reads_a_planted_magnitude():
     assert evaluate.numeracy_probe(X, words, numbers, alpha=0.01)["r2"] == r["r2"]  # seeded folds
     with pytest.raises(ValueError, match="only 0 of"):
         evaluate.numeracy_probe(X, words, {"x": 1})
+
+
+def test_shared_helpers_label_rows_and_normalise():
+    from minilib.evaluate import as_matrix, unit_rows, word_index
+    import torch
+    X = as_matrix(torch.ones(2, 3), ["a", "b"], name="source")
+    assert X.shape == (2, 3)
+    with pytest.raises(ValueError, match=r"1 source words but source vectors has shape \(2, 3\)"):
+        as_matrix(X, ["a"], name="source")
+    assert word_index(["a", "b", "a", "c"]) == {"a": 0, "b": 1, "c": 3}
+    assert word_index(["a", "b", "c"], limit=2) == {"a": 0, "b": 1}
+    U = unit_rows([[3.0, 4.0], [0.0, 0.0]])
+    np.testing.assert_allclose(U, [[0.6, 0.8], [0.0, 0.0]])
+    np.testing.assert_allclose(unit_rows([0.0, 2.0]), [0.0, 1.0])
