@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
+from .similarity import normalize
+
 __all__ = ["as_matrix", "word_index", "unit_rows", "similarity", "analogy"]
 
 
@@ -56,8 +58,7 @@ def word_index(words: Sequence[str], limit: int | None = None) -> dict[str, int]
 def unit_rows(M) -> np.ndarray:
     """``M`` as float64 with every row (or the one vector) scaled to unit length; zero rows stay zero.
     Defined in chapter 02."""
-    M = np.asarray(M, dtype=np.float64)
-    return M / np.maximum(np.linalg.norm(M, axis=-1, keepdims=True), 1e-12)
+    return normalize(np.asarray(M, dtype=np.float64))
 
 
 def similarity(vectors, words: Sequence[str], pairs: Sequence[tuple[str, str, float]]) -> dict:
