@@ -123,8 +123,7 @@ def analogy(
     n = min(restrict_vocab, X.shape[0])
     index = word_index(words, n)
     dev = torch.device(device) if device is not None else torch.device("cpu")
-    W = torch.as_tensor(np.ascontiguousarray(X[:n]), dtype=torch.float32, device=dev)
-    W = W / W.norm(dim=1, keepdim=True).clamp_min(1e-12)  # (n, dim) unit rows
+    W = normalize(torch.as_tensor(np.ascontiguousarray(X[:n]), dtype=torch.float32, device=dev))  # (n, dim) unit rows
 
     by_section: dict[str, tuple[int, int]] = {}
     for name, qs in questions.items():
@@ -179,8 +178,7 @@ __all__ += ["nearest_neighbours", "k_occurrence", "hubness", "anisotropy", "all_
 
 def _unit_rows(X: np.ndarray) -> torch.Tensor:
     """``(V, dim)`` NumPy matrix -> float32 torch tensor with unit-length rows (zero rows stay zero)."""
-    U = torch.as_tensor(np.ascontiguousarray(X), dtype=torch.float32)
-    return U / U.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return normalize(torch.as_tensor(np.ascontiguousarray(X), dtype=torch.float32))
 
 
 def nearest_neighbours(vectors, words: Sequence[str], queries: Sequence[str], k: int = 10) -> dict:
