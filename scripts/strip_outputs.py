@@ -23,6 +23,15 @@ def strip(path: str) -> None:
             cell.execution_count = None
         else:  # keep text only: images and widgets would bloat git and cannot be compared
             cell.outputs = [o for o in cell.outputs if o.get("output_type") in ("stream", "execute_result", "error")]
+            # One stream output per name: how a kernel splits printed text into chunks depends on timing.
+            merged = []
+            for o in cell.outputs:
+                if o.get("output_type") == "stream" and merged and merged[-1].get("output_type") == "stream" \
+                        and merged[-1].get("name") == o.get("name"):
+                    merged[-1]["text"] += o["text"]
+                else:
+                    merged.append(o)
+            cell.outputs = merged
             for o in cell.outputs:
                 if "data" in o:
                     o["data"] = {k: v for k, v in o["data"].items() if k == "text/plain"}
