@@ -1,0 +1,832 @@
+"""Transformers from scratch: attention, the block, an encoder (BERT) and a decoder (GPT), and
+real pretrained weights running in them.
+
+Read it top to bottom, as chapter 06 builds it:
+
+1. :func:`attention`: scaled dot-product attention, ``softmax(q k^T / sqrt(d)) v`` with a mask;
+2. :class:`MultiHeadAttention`: ``n_heads`` attentions side by side on slices of the width;
+3. :class:`Block`: attention and a feed-forward layer, each wrapped in a residual connection and
+   a LayerNorm, placed after the sum (post-norm, BERT) or before the sublayer (pre-norm, GPT-2);
+4. :class:`Transformer`: token (+ position, + segment) embeddings, a stack of blocks, optionally
+   causal; :class:`MaskedLM` and :class:`CausalLM` put a prediction head on top, tied to the
+   token embeddings;
+5. :func:`mean_pool` and :class:`SentenceEncoder`: one vector per text;
+6. the name maps (``bert_name_map``, ``gpt2_name_map``) that copy Hugging Face checkpoints into
+   our modules, checked by :func:`load_weights`, and :func:`load_minilm`, which runs the real
+   all-MiniLM-L6-v2 sentence embedder in the code above.
+
+Every parameter name is ours; the name maps say, line by line, which tensor of a BERT or GPT-2
+checkpoint it is. The unit tests copy random ``transformers`` models through these maps and
+compare every hidden state.
+
+Defined in chapter 06.
+"""
+from __future__ import annotations
+
+import fnmatch
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .positions import LearnedPositions, SinusoidalPositions, apply_rope
+
+__all__ = [
+    "TransformerConfig", "attention", "split_heads", "merge_heads", "causal_mask", "MultiHeadAttention", "Block",
+    "Transformer", "MaskedLM", "CausalLM", "mean_pool", "SentenceEncoder", "parameter_count", "Rename",
+    "bert_name_map", "gpt2_name_map", "convert_state_dict", "load_weights", "config_from_bert",
+    "config_from_gpt2", "from_transformers", "load_minilm", "load_minilm_encoder", "save", "load",
+]
+
+ACTIVATIONS = ("gelu", "gelu_tanh", "relu")
+POSITIONS = ("learned", "sinusoidal", "rope")
+
+
+# --- configuration ------------------------------------------------------------------------
+
+
+@dataclass
+class TransformerConfig:
+    """Every size and switch of a :class:`Transformer`, BERT-base-like or GPT-2-like.
+
+    Defined in chapter 06.
+    """
+
+    vocab_size: int                # number of token ids (rows of the embedding table)
+    d_model: int = 128             # width of the residual stream: every token is a d_model vector
+    n_layers: int = 2              # number of blocks
+    n_heads: int = 4               # attention heads per block; d_model must be a multiple
+    d_ff: int = 512                # hidden width of the feed-forward layer (usually 4 * d_model)
+    max_len: int = 128             # longest sequence the model accepts (size of the position table)
+    dropout: float = 0.1           # on embeddings, attention weights and each sublayer's output
+    norm_first: bool = False       # False: post-norm (BERT); True: pre-norm + a final LayerNorm (GPT-2)
+    causal: bool = False           # True: position t attends to positions <= t only (a decoder)
+    activation: str = "gelu"       # "gelu" (exact, erf: BERT) | "gelu_tanh" (GPT-2) | "relu" (Vaswani et al.)
+    type_vocab_size: int = 0       # BERT's segment embeddings (2 for BERT and MiniLM); 0 = none
+    layer_norm_eps: float = 1e-12  # BERT uses 1e-12, GPT-2 1e-5
+    position: str = "learned"      # "learned" | "sinusoidal" | "rope" (all from minilib.positions)
+    pad_id: int = 0                # the padding token: its embedding row starts at zero and gets no gradient
+
+    def __post_init__(self):
+        for name in ("vocab_size", "d_model", "n_layers", "n_heads", "d_ff", "max_len"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"TransformerConfig.{name} must be a positive int, got {v!r}")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model={self.d_model} is not a multiple of n_heads={self.n_heads}: "
+                             "each head gets d_model / n_heads dimensions; change one of them")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {self.activation!r}: use one of {ACTIVATIONS}")
+        if self.position not in POSITIONS:
+            raise ValueError(f"unknown position {self.position!r}: use one of {POSITIONS}")
+        if self.position == "rope" and (self.d_model // self.n_heads) % 2:
+            raise ValueError(f"RoPE rotates pairs of dimensions: the head size d_model / n_heads = "
+                             f"{self.d_model // self.n_heads} must be even")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
+        if not 0 <= self.pad_id < self.vocab_size:
+            raise ValueError(f"pad_id={self.pad_id} is not a token id (vocab_size={self.vocab_size})")
+        if self.type_vocab_size < 0:
+            raise ValueError("type_vocab_size must be >= 0 (0 = no segment embeddings)")
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+
+def _activation(name: str) -> nn.Module:
+    # GELU(x) = x * Phi(x); GPT-2 used the tanh approximation of Phi, BERT the exact erf form.
+    return {"gelu": nn.GELU(), "gelu_tanh": nn.GELU(approximate="tanh"), "relu": nn.ReLU()}[name]
+
+
+# --- attention ----------------------------------------------------------------------------
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None,
+              dropout_p: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scaled dot-product attention: ``softmax(q k^T / sqrt(d) + mask) v``.
+
+    ``q`` is ``(..., Tq, d)``, ``k`` is ``(..., Tk, d)``, ``v`` is ``(..., Tk, dv)``. ``mask`` is a
+    bool tensor broadcastable to ``(..., Tq, Tk)``, ``True`` where a query may attend to a key.
+    Returns ``(out (..., Tq, dv), weights (..., Tq, Tk))``; the weights are the softmax before
+    dropout, so rows sum to 1. A query that may attend to no key at all gets zero weights (and a
+    zero output) instead of NaN. Equals ``torch.nn.functional.scaled_dot_product_attention``.
+
+    Defined in chapter 06.
+    """
+    if q.dim() < 2 or k.dim() < 2 or v.dim() < 2:
+        raise ValueError(f"q, k, v must be (..., T, d); got shapes {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+    if q.shape[-1] != k.shape[-1]:
+        raise ValueError(f"q and k must have the same last dimension (a dot product), got {q.shape[-1]} and {k.shape[-1]}")
+    if k.shape[-2] != v.shape[-2]:
+        raise ValueError(f"k and v must have one row per key, got {k.shape[-2]} and {v.shape[-2]} rows")
+    # Dividing by sqrt(d) keeps the scores' variance near 1 whatever d is (chapter 06 derives it),
+    # so the softmax neither saturates into a one-hot nor flattens into a uniform average.
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (..., Tq, Tk)
+    if mask is not None:
+        if mask.dtype != torch.bool:
+            raise TypeError(f"mask must be a bool tensor (True = may attend), got {mask.dtype}; "
+                            "for a 0/1 padding mask use mask.bool()")
+        try:
+            torch.broadcast_shapes(mask.shape, scores.shape)
+        except RuntimeError:
+            raise ValueError(f"mask of shape {tuple(mask.shape)} does not broadcast to the scores' shape "
+                             f"{tuple(scores.shape)} (..., Tq, Tk)") from None
+        scores = scores.masked_fill(~mask, float("-inf"))  # exp(-inf) = 0: a masked key gets no weight
+    weights = scores.softmax(dim=-1)
+    if mask is not None:
+        # A row with every key masked is all -inf and softmax gives NaN; make it all zeros instead.
+        weights = weights.masked_fill(~mask.any(dim=-1, keepdim=True), 0.0)
+    dropped = F.dropout(weights, p=dropout_p) if dropout_p > 0 else weights
+    return dropped @ v, weights
+
+
+def split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """``(B, T, n_heads * dh)`` -> ``(B, n_heads, T, dh)``: each head gets its own slice of the width.
+
+    Defined in chapter 06.
+    """
+    B, T, d = x.shape
+    if d % n_heads:
+        raise ValueError(f"width {d} is not a multiple of n_heads={n_heads}")
+    return x.view(B, T, n_heads, d // n_heads).transpose(1, 2)
+
+
+def merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """``(B, n_heads, T, dh)`` -> ``(B, T, n_heads * dh)``: the inverse of :func:`split_heads`.
+
+    Defined in chapter 06.
+    """
+    B, H, T, dh = x.shape
+    return x.transpose(1, 2).reshape(B, T, H * dh)
+
+
+def causal_mask(T: int, device=None) -> torch.Tensor:
+    """``(T, T)`` bool, ``True`` on and below the diagonal: query t may see keys 0..t.
+
+    Defined in chapter 06.
+    """
+    return torch.ones(T, T, dtype=torch.bool, device=device).tril()
+
+
+class MultiHeadAttention(nn.Module):
+    """``n_heads`` attentions in parallel, each on ``d_model / n_heads`` dimensions.
+
+    ``forward(x (B, T, d_model), mask=None) -> (B, T, d_model)``; ``mask`` is bool,
+    broadcastable to ``(B, n_heads, T, T)``. With ``rope=True`` the queries and keys are rotated
+    by their positions (:func:`minilib.positions.apply_rope`) before the dot product. After a
+    forward, ``last_weights`` holds the attention weights ``(B, n_heads, T, T)`` (detached), for plots.
+
+    Defined in chapter 06.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, rope: bool = False):
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"d_model={d_model} is not a multiple of n_heads={n_heads}")
+        self.n_heads, self.dropout, self.rope = n_heads, dropout, rope
+        # One (d_model x d_model) projection each for queries, keys and values holds all heads at
+        # once: head h uses rows h*dh .. (h+1)*dh of it, a rank-dh slice.
+        self.q = nn.Linear(d_model, d_model)
+        self.k = nn.Linear(d_model, d_model)
+        self.v = nn.Linear(d_model, d_model)
+        self.out = nn.Linear(d_model, d_model)  # mixes the heads' outputs back into the stream
+        self.last_weights: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if x.dim() != 3:
+            raise ValueError(f"MultiHeadAttention expects x of shape (batch, seq, d_model), got {tuple(x.shape)}")
+        q = split_heads(self.q(x), self.n_heads)  # (B, H, T, dh)
+        k = split_heads(self.k(x), self.n_heads)
+        v = split_heads(self.v(x), self.n_heads)
+        if self.rope:
+            q, k = apply_rope(q), apply_rope(k)
+        out, weights = attention(q, k, v, mask, self.dropout if self.training else 0.0)
+        self.last_weights = weights.detach()
+        return self.out(merge_heads(out))  # (B, T, d_model)
+
+
+# --- the block ------------------------------------------------------------------------------
+
+
+class Block(nn.Module):
+    """One transformer layer: attention then a feed-forward network, each in a residual branch.
+
+    Post-norm (``config.norm_first=False``, BERT, the original Transformer)::
+
+        x = LayerNorm(x + Dropout(Attention(x)))
+        x = LayerNorm(x + Dropout(FFN(x)))
+
+    Pre-norm (``norm_first=True``, GPT-2)::
+
+        x = x + Dropout(Attention(LayerNorm(x)))
+        x = x + Dropout(FFN(LayerNorm(x)))
+
+    with ``FFN(x) = ff2(act(ff1(x)))``. ``forward(x (B, T, d), mask=None) -> (B, T, d)``.
+
+    Defined in chapter 06.
+    """
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        c = config
+        self.norm_first = c.norm_first
+        self.attn = MultiHeadAttention(c.d_model, c.n_heads, c.dropout, rope=c.position == "rope")
+        self.norm1 = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps)
+        self.ff1 = nn.Linear(c.d_model, c.d_ff)
+        self.act = _activation(c.activation)
+        self.ff2 = nn.Linear(c.d_ff, c.d_model)
+        self.norm2 = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps)
+        self.drop = nn.Dropout(c.dropout)
+
+    def feed_forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.ff2(self.act(self.ff1(x)))  # (B, T, d) -> (B, T, d_ff) -> (B, T, d), per position
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if self.norm_first:
+            # The residual stream x itself is never normalised: a clean path from input to output.
+            x = x + self.drop(self.attn(self.norm1(x), mask))
+            return x + self.drop(self.feed_forward(self.norm2(x)))
+        x = self.norm1(x + self.drop(self.attn(x, mask)))
+        return self.norm2(x + self.drop(self.feed_forward(x)))
+
+
+# --- the model --------------------------------------------------------------------------------
+
+
+class Transformer(nn.Module):
+    """Embeddings and a stack of :class:`Block` s: BERT's encoder or GPT-2's decoder, by config.
+
+    ``forward(ids (B, T), attention_mask=None (B, T) 1 = token, 0 = padding, token_type_ids=None,
+    output_hidden_states=False)`` returns the last hidden states ``(B, T, d_model)``, or
+    ``(last, hidden)`` where ``hidden`` is a list of ``n_layers + 1`` tensors ``(B, T, d_model)``:
+    the embedding output, then the output of each block (the last one after the final LayerNorm
+    of a pre-norm model, equal to ``last``, as in ``transformers``). Padded keys are masked; with
+    ``config.causal`` each position also sees only itself and earlier positions. A sequence
+    longer than ``config.max_len`` raises a ``ValueError`` (truncation is the tokenizer's job).
+    With ``position="sinusoidal"`` the token vectors are multiplied by ``sqrt(d_model)`` before the
+    fixed table is added, as in Vaswani et al. (2017).
+
+    Defined in chapter 06.
+    """
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        c = self.config = config
+        self.tok = nn.Embedding(c.vocab_size, c.d_model, padding_idx=c.pad_id)
+        self.pos: nn.Module | None = {
+            "learned": lambda: LearnedPositions(c.max_len, c.d_model),
+            "sinusoidal": lambda: SinusoidalPositions(c.max_len, c.d_model),
+            "rope": lambda: None,  # RoPE acts inside attention, on queries and keys
+        }[c.position]()
+        self.seg = nn.Embedding(c.type_vocab_size, c.d_model) if c.type_vocab_size else None
+        # BERT normalises the summed embeddings; a pre-norm model needs no such layer: each block normalises its input.
+        self.emb_norm = None if c.norm_first else nn.LayerNorm(c.d_model, eps=c.layer_norm_eps)
+        self.drop = nn.Dropout(c.dropout)
+        self.blocks = nn.ModuleList(Block(c) for _ in range(c.n_layers))
+        self.final_norm = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps) if c.norm_first else None
+        self.apply(self._init_weights)
+        if c.norm_first:
+            # GPT-2: every block adds two branches to the residual stream, so shrink the layers that
+            # write into it by 1/sqrt(2 L) and the stream's variance stays put as L grows.
+            for block in self.blocks:
+                for lin in (block.attn.out, block.ff2):
+                    nn.init.normal_(lin.weight, std=0.02 / math.sqrt(2 * c.n_layers))
+        with torch.no_grad():
+            self.tok.weight[c.pad_id].zero_()
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        # BERT's and GPT-2's initialisation: N(0, 0.02) weights, zero biases, unit LayerNorms.
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=0.02)
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+        if isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    def _check_ids(self, ids: torch.Tensor) -> None:
+        c = self.config
+        if not isinstance(ids, torch.Tensor) or ids.dim() != 2:
+            shape = tuple(ids.shape) if isinstance(ids, torch.Tensor) else type(ids).__name__
+            raise ValueError(f"ids must be a (batch, seq) tensor of token ids, got {shape}; "
+                             "for one sequence use ids[None]")
+        if ids.dtype not in (torch.long, torch.int):
+            raise TypeError(f"ids must be integer token ids, got {ids.dtype}")
+        if ids.shape[1] == 0:
+            raise ValueError("ids has no positions (seq length 0): give at least one token")
+        if ids.shape[1] > c.max_len:
+            raise ValueError(f"sequence length {ids.shape[1]} exceeds the model's max_len={c.max_len}: truncate "
+                             f"the input to {c.max_len} tokens (e.g. tokenizer.encode_batch(texts, max_len={c.max_len}, "
+                             "truncate=True)) or build the model with a larger max_len")
+        lo, hi = int(ids.min()), int(ids.max())
+        if lo < 0 or hi >= c.vocab_size:
+            raise ValueError(f"token ids must lie in [0, {c.vocab_size}), got min {lo} and max {hi}: "
+                             "was the input made by the tokenizer this model was built for?")
+
+    def attention_mask(self, attention_mask: torch.Tensor | None, ids: torch.Tensor) -> torch.Tensor | None:
+        """The bool mask every block uses, broadcastable to ``(B, H, T, T)``, or ``None`` (see all)."""
+        B, T = ids.shape
+        mask = None
+        if attention_mask is not None:
+            if tuple(attention_mask.shape) != (B, T):
+                raise ValueError(f"attention_mask must have the shape of ids {(B, T)}, got {tuple(attention_mask.shape)}")
+            mask = attention_mask.to(ids.device).bool()[:, None, None, :]  # (B, 1, 1, T): which keys are tokens
+        if self.config.causal:
+            c = causal_mask(T, ids.device)  # (T, T)
+            mask = c if mask is None else mask & c  # (B, 1, T, T)
+        return mask
+
+    def embed(self, ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Token (+ position, + segment) embeddings, normalised in a post-norm model: ``(B, T, d)``."""
+        x = self.tok(ids)  # (B, T, d)
+        if self.config.position == "sinusoidal":
+            # The fixed table has entries of size ~1, the token vectors start at ~0.02: scale the tokens by
+            # sqrt(d), as Vaswani et al. do, or the positions drown the words.
+            x = x * math.sqrt(self.config.d_model)
+        if self.pos is not None:
+            x = self.pos(x)
+        if self.seg is not None:
+            x = x + self.seg(token_type_ids if token_type_ids is not None else torch.zeros_like(ids))
+        elif token_type_ids is not None:
+            raise ValueError("token_type_ids given, but this model has no segment embeddings (type_vocab_size=0)")
+        if self.emb_norm is not None:
+            x = self.emb_norm(x)
+        return self.drop(x)
+
+    def forward(self, ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None, output_hidden_states: bool = False):
+        self._check_ids(ids)
+        mask = self.attention_mask(attention_mask, ids)
+        x = self.embed(ids, token_type_ids)
+        hidden = [x]
+        for block in self.blocks:
+            x = block(x, mask)
+            hidden.append(x)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+            hidden[-1] = x
+        return (x, hidden) if output_hidden_states else x
+
+
+class MaskedLM(nn.Module):
+    """A :class:`Transformer` encoder with BERT's masked-language-model head.
+
+    The head is ``LayerNorm(act(dense(h)))`` followed by a product with the token embedding
+    table (tied weights: the output layer *is* the input table) plus a bias.
+    ``forward(ids (B, T), attention_mask=None, token_type_ids=None) -> logits (B, T, vocab_size)``;
+    with ``select`` (bool ``(B, T)``, e.g. ``labels != -100``) only the selected positions go
+    through the head: ``logits (n_selected, vocab_size)``, in row-major order, as BERT's original
+    code does, since only the masked ~15 % are scored and the head is the costliest layer of a
+    small model.
+
+    Defined in chapter 06.
+    """
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        if config.causal:
+            raise ValueError("a masked LM reads both directions: build it with causal=False")
+        self.config = config
+        self.encoder = Transformer(config)
+        self.head_dense = nn.Linear(config.d_model, config.d_model)
+        self.head_act = _activation(config.activation)
+        self.head_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+        self.head_bias = nn.Parameter(torch.zeros(config.vocab_size))
+        Transformer._init_weights(self.head_dense)
+
+    def forward(self, ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None, select: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.encoder(ids, attention_mask, token_type_ids)  # (B, T, d)
+        if select is not None:
+            if select.dtype != torch.bool or select.shape != ids.shape:
+                raise ValueError(f"select must be a bool tensor shaped like ids {tuple(ids.shape)}, "
+                                 f"got {select.dtype} {tuple(select.shape)}")
+            h = h[select]  # (n_selected, d)
+        h = self.head_norm(self.head_act(self.head_dense(h)))
+        return F.linear(h, self.encoder.tok.weight, self.head_bias)  # (B, T, V), or (n_selected, V)
+
+
+class CausalLM(nn.Module):
+    """A causal :class:`Transformer` decoder with a next-token head tied to the token embeddings.
+
+    ``forward(ids (B, T), attention_mask=None) -> logits (B, T, vocab_size)``: row ``t`` scores
+    the token at ``t + 1``. :meth:`generate` continues a prompt.
+
+    Defined in chapter 06.
+    """
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        if not config.causal:
+            raise ValueError("CausalLM predicts the next token from the previous ones: build it with causal=True")
+        self.config = config
+        self.decoder = Transformer(config)
+
+    def forward(self, ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.decoder(ids, attention_mask)  # (B, T, d)
+        return F.linear(h, self.decoder.tok.weight)  # (B, T, V), GPT-2's head has no bias
+
+    @torch.no_grad()
+    def generate(self, ids: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """Append ``max_new_tokens`` tokens to ``ids`` (``(B, T)`` or ``(T,)``), one at a time.
+
+        ``temperature=0`` is greedy decoding (argmax); otherwise the next token is sampled from
+        ``softmax(logits / temperature)``, restricted to the ``top_k`` best tokens if given.
+        ``generator`` (on the model's device) makes sampling repeatable. Only the last ``max_len``
+        tokens are fed back. Returns the prompt followed by the new tokens.
+        """
+        one = ids.dim() == 1
+        ids = ids[None] if one else ids
+        if max_new_tokens < 0 or temperature < 0:
+            raise ValueError("max_new_tokens and temperature must be >= 0")
+        if top_k is not None and top_k < 1:
+            raise ValueError(f"top_k must be a positive int or None, got {top_k}")
+        was_training = self.training
+        self.eval()
+        for _ in range(max_new_tokens):
+            logits = self(ids[:, -self.config.max_len:])[:, -1, :].float()  # (B, V): scores of the next token
+            if temperature == 0:
+                nxt = logits.argmax(dim=-1, keepdim=True)
+            else:
+                logits = logits / temperature
+                if top_k is not None:
+                    kth = logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]  # (B, 1)
+                    logits = logits.masked_fill(logits < kth, float("-inf"))
+                nxt = torch.multinomial(logits.softmax(dim=-1), 1, generator=generator)  # (B, 1)
+            ids = torch.cat([ids, nxt], dim=1)
+        self.train(was_training)
+        return ids[0] if one else ids
+
+
+def parameter_count(config: TransformerConfig) -> int:
+    """The number of parameters of ``Transformer(config)``, from the formula of chapter 06.
+
+    Per block ``4 d^2 + 4 d`` (q, k, v, out), ``2 d d_ff + d_ff + d`` (feed-forward) and ``4 d``
+    (two LayerNorms); embeddings ``V d`` (+ ``max_len d`` learned positions, + ``S d`` segments);
+    one more LayerNorm ``2 d`` (on the embeddings in post-norm, at the end in pre-norm).
+
+    Defined in chapter 06.
+    """
+    d, f = config.d_model, config.d_ff
+    block = 4 * d * d + 4 * d + 2 * d * f + f + d + 4 * d
+    emb = config.vocab_size * d + config.type_vocab_size * d
+    if config.position == "learned":
+        emb += config.max_len * d
+    return emb + config.n_layers * block + 2 * d
+
+
+# --- one vector per text --------------------------------------------------------------------
+
+
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The mean of each sequence's token vectors, padding left out: ``(B, T, d), (B, T) -> (B, d)``.
+
+    Defined in chapter 06.
+    """
+    if hidden.dim() != 3 or attention_mask.shape != hidden.shape[:2]:
+        raise ValueError(f"mean_pool expects hidden (B, T, d) and attention_mask (B, T), got "
+                         f"{tuple(hidden.shape)} and {tuple(attention_mask.shape)}")
+    m = attention_mask.to(hidden.dtype).unsqueeze(-1)  # (B, T, 1): 1 for tokens, 0 for padding
+    return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp_min(1e-9)  # an all-padding row gives zeros
+
+
+class SentenceEncoder:
+    """A sentence embedder: tokenizer -> :class:`Transformer` -> :func:`mean_pool` (-> unit length).
+
+    ``tokenizer`` is any object with ``encode_batch(texts, max_len=..., truncate=True) -> (ids,
+    attention_mask)`` (``minilib.bpe.WordPiece`` or ``ByteBPE``). ``encode(texts, batch_size=32)``
+    returns a float32 array ``(n, d_model)``, L2-normalised rows if ``normalize``; ``encode([])``
+    returns ``(0, d_model)``. Texts longer than ``max_len`` tokens (default: the model's) are
+    truncated, as sentence-transformers does.
+
+    Defined in chapter 06.
+    """
+
+    def __init__(self, model: Transformer, tokenizer, normalize: bool = True, max_len: int | None = None,
+                 device: str | torch.device | None = None):
+        if not isinstance(model, Transformer):
+            raise TypeError(f"model must be a minilib.transformer.Transformer, got {type(model).__name__} "
+                            "(for a MaskedLM pass model.encoder)")
+        if not hasattr(tokenizer, "encode_batch"):
+            raise TypeError("tokenizer needs an encode_batch(texts, max_len=..., truncate=True) method")
+        self.model, self.tokenizer, self.normalize = model, tokenizer, normalize
+        self.max_len = min(max_len or model.config.max_len, model.config.max_len)
+        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+
+    @property
+    def dim(self) -> int:
+        return self.model.config.d_model
+
+    @torch.no_grad()
+    def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        if isinstance(texts, str):
+            raise TypeError("encode takes a list of texts, got one str: wrap it, encode([text])")
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        if not all(isinstance(t, str) for t in texts):
+            raise TypeError("every text must be a str")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        was_training = self.model.training
+        self.model.eval()  # no dropout: the same text always gets the same vector
+        out = []
+        for start in range(0, len(texts), batch_size):
+            ids, mask = self.tokenizer.encode_batch(texts[start:start + batch_size], max_len=self.max_len, truncate=True)
+            ids, mask = ids.to(self.device), mask.to(self.device)
+            e = mean_pool(self.model(ids, attention_mask=mask), mask)  # (b, d)
+            if self.normalize:
+                e = F.normalize(e, dim=-1)
+            out.append(e.float().cpu().numpy())
+        self.model.train(was_training)
+        return np.concatenate(out)
+
+
+# --- real weights: name maps ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rename:
+    """One line of a name map: our parameter ``ours`` is the checkpoint's tensor ``theirs``.
+
+    ``transpose``: GPT-2 stores its linear layers as ``Conv1D`` with weight ``(in, out)``, where
+    ``nn.Linear`` keeps ``(out, in)``. ``part``: GPT-2 fuses the query, key and value projections
+    into one ``c_attn`` of width ``3 d``; ``part`` 0, 1, 2 takes the q, k or v third.
+
+    Defined in chapter 06.
+    """
+
+    ours: str
+    theirs: str
+    transpose: bool = False
+    part: int | None = None
+
+    def how(self) -> str:
+        """How the tensor is changed on the way, in words (for the name-map table)."""
+        steps = []
+        if self.part is not None:
+            steps.append(f"take {'qkv'[self.part]} (third {self.part + 1} of 3)")
+        if self.transpose:
+            steps.append("transpose (Conv1D)")
+        return ", then ".join(steps) or "copy"
+
+
+# BERT's pooler ([CLS] -> dense -> tanh) served next-sentence prediction; mean pooling never uses it.
+# position_ids is a constant buffer (0, 1, ..., 511) that some checkpoints store.
+BERT_IGNORE = ("pooler.*", "embeddings.position_ids")
+# Old GPT-2 checkpoints store the causal mask itself as buffers; we build it on the fly.
+GPT2_IGNORE = ("h.*.attn.bias", "h.*.attn.masked_bias")
+
+
+def bert_name_map(n_layers: int, segments: bool = True) -> list[Rename]:
+    """Our names <- ``transformers.BertModel``'s (and all-MiniLM-L6-v2's), every tensor.
+
+    Defined in chapter 06.
+    """
+    m = [Rename("tok.weight", "embeddings.word_embeddings.weight"),
+         Rename("pos.weight.weight", "embeddings.position_embeddings.weight")]
+    if segments:
+        m.append(Rename("seg.weight", "embeddings.token_type_embeddings.weight"))
+    m += [Rename(f"emb_norm.{p}", f"embeddings.LayerNorm.{p}") for p in ("weight", "bias")]
+    layer = [("attn.q", "attention.self.query"), ("attn.k", "attention.self.key"),
+             ("attn.v", "attention.self.value"), ("attn.out", "attention.output.dense"),
+             ("norm1", "attention.output.LayerNorm"), ("ff1", "intermediate.dense"),
+             ("ff2", "output.dense"), ("norm2", "output.LayerNorm")]
+    for i in range(n_layers):
+        for ours, theirs in layer:
+            m += [Rename(f"blocks.{i}.{ours}.{p}", f"encoder.layer.{i}.{theirs}.{p}") for p in ("weight", "bias")]
+    return m
+
+
+def gpt2_name_map(n_layers: int) -> list[Rename]:
+    """Our names <- ``transformers.GPT2Model``'s: Conv1D weights transposed, ``c_attn`` split in 3.
+
+    Defined in chapter 06.
+    """
+    m = [Rename("tok.weight", "wte.weight"), Rename("pos.weight.weight", "wpe.weight")]
+    for i in range(n_layers):
+        b, h = f"blocks.{i}.", f"h.{i}."
+        m += [Rename(b + f"norm1.{p}", h + f"ln_1.{p}") for p in ("weight", "bias")]
+        for part, name in enumerate("qkv"):
+            m.append(Rename(b + f"attn.{name}.weight", h + "attn.c_attn.weight", transpose=True, part=part))
+            m.append(Rename(b + f"attn.{name}.bias", h + "attn.c_attn.bias", part=part))
+        m += [Rename(b + "attn.out.weight", h + "attn.c_proj.weight", transpose=True),
+              Rename(b + "attn.out.bias", h + "attn.c_proj.bias")]
+        m += [Rename(b + f"norm2.{p}", h + f"ln_2.{p}") for p in ("weight", "bias")]
+        m += [Rename(b + "ff1.weight", h + "mlp.c_fc.weight", transpose=True), Rename(b + "ff1.bias", h + "mlp.c_fc.bias"),
+              Rename(b + "ff2.weight", h + "mlp.c_proj.weight", transpose=True), Rename(b + "ff2.bias", h + "mlp.c_proj.bias")]
+    m += [Rename(f"final_norm.{p}", f"ln_f.{p}") for p in ("weight", "bias")]
+    return m
+
+
+def convert_state_dict(theirs: Mapping[str, torch.Tensor], name_map: Sequence[Rename],
+                       ignore: Sequence[str] = ()) -> dict[str, torch.Tensor]:
+    """A checkpoint's tensors under our names, following ``name_map``.
+
+    Every tensor the map names must be present; every tensor of the checkpoint must be used by
+    the map or match a pattern of ``ignore`` (``fnmatch`` style, e.g. ``"pooler.*"``): anything
+    else means the checkpoint is not the architecture the map describes, and a ``KeyError``
+    lists the names.
+
+    Defined in chapter 06.
+    """
+    missing = sorted({r.theirs for r in name_map if r.theirs not in theirs})
+    used = {r.theirs for r in name_map}
+    unexpected = [k for k in theirs if k not in used and not any(fnmatch.fnmatchcase(k, p) for p in ignore)]
+    if missing or unexpected:
+        raise KeyError(
+            f"the checkpoint does not fit the name map: {len(missing)} tensors missing {missing[:8]}, "
+            f"{len(unexpected)} not mapped {unexpected[:8]}. Is it the architecture of the map (a BERT map for "
+            "a BERT checkpoint)? Checkpoints with a head store names with a prefix such as 'bert.': strip it first."
+        )
+    out = {}
+    for r in name_map:
+        t = theirs[r.theirs]
+        if r.part is not None:
+            t = t.chunk(3, dim=-1)[r.part]  # c_attn: (d, 3d) weight / (3d,) bias -> the q, k or v third
+        if r.transpose:
+            t = t.t()  # Conv1D (in, out) -> Linear (out, in)
+        out[r.ours] = t.contiguous()
+    return out
+
+
+def load_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> nn.Module:
+    """Copy ``state_dict`` into ``model`` after checking it fits exactly; returns ``model``.
+
+    Shapes are checked first, in the model's own order, and the first tensor whose shape differs
+    raises a ``ValueError`` naming it (the usual cause: a config that does not match the
+    checkpoint). Then any missing or unexpected names raise a ``KeyError`` listing them.
+
+    Defined in chapter 06.
+    """
+    own = model.state_dict()
+    for name, t in own.items():
+        if name in state_dict and tuple(state_dict[name].shape) != tuple(t.shape):
+            raise ValueError(
+                f"shape mismatch at {name!r}: the weights have {tuple(state_dict[name].shape)}, the model expects "
+                f"{tuple(t.shape)}. Build the model with the checkpoint's own config (config_from_bert / "
+                "config_from_gpt2 read it), e.g. the same d_model, d_ff, vocab_size and max_len."
+            )
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    if missing or unexpected:
+        raise KeyError(f"the weights do not fit the model: missing {missing}, unexpected {unexpected}")
+    model.load_state_dict(dict(state_dict), strict=True)
+    return model
+
+
+_HF_ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "relu": "relu"}
+
+
+def _activation_from_hf(name: str) -> str:
+    if name not in _HF_ACTIVATIONS:
+        raise ValueError(f"activation {name!r} is not supported: minilib knows {sorted(_HF_ACTIVATIONS)}")
+    return _HF_ACTIVATIONS[name]
+
+
+def config_from_bert(cfg: Mapping) -> TransformerConfig:
+    """A :class:`TransformerConfig` from a BERT ``config.json`` (a dict, e.g. ``BertConfig.to_dict()``).
+
+    Defined in chapter 06.
+    """
+    if cfg.get("position_embedding_type", "absolute") != "absolute":
+        raise ValueError(f"position_embedding_type {cfg['position_embedding_type']!r}: only 'absolute' maps to ours")
+    return TransformerConfig(
+        vocab_size=cfg["vocab_size"], d_model=cfg["hidden_size"], n_layers=cfg["num_hidden_layers"],
+        n_heads=cfg["num_attention_heads"], d_ff=cfg["intermediate_size"], max_len=cfg["max_position_embeddings"],
+        dropout=cfg.get("hidden_dropout_prob", 0.1), norm_first=False, causal=False,
+        activation=_activation_from_hf(cfg.get("hidden_act", "gelu")), type_vocab_size=cfg.get("type_vocab_size", 2),
+        layer_norm_eps=cfg.get("layer_norm_eps", 1e-12), position="learned", pad_id=cfg.get("pad_token_id") or 0)
+
+
+def config_from_gpt2(cfg: Mapping) -> TransformerConfig:
+    """A :class:`TransformerConfig` from a GPT-2 ``config.json`` (a dict, e.g. ``GPT2Config.to_dict()``).
+
+    Defined in chapter 06.
+    """
+    for flag in ("scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn"):
+        if cfg.get(flag):
+            raise ValueError(f"GPT-2 option {flag}=True is not implemented in minilib.transformer")
+    if not cfg.get("scale_attn_weights", True):
+        raise ValueError("GPT-2 option scale_attn_weights=False is not implemented (we always divide by sqrt(d))")
+    return TransformerConfig(
+        vocab_size=cfg["vocab_size"], d_model=cfg["n_embd"], n_layers=cfg["n_layer"], n_heads=cfg["n_head"],
+        d_ff=cfg.get("n_inner") or 4 * cfg["n_embd"], max_len=cfg["n_positions"], dropout=cfg.get("resid_pdrop", 0.1),
+        norm_first=True, causal=True, activation=_activation_from_hf(cfg.get("activation_function", "gelu_new")),
+        type_vocab_size=0, layer_norm_eps=cfg.get("layer_norm_epsilon", 1e-5), position="learned", pad_id=0)
+
+
+def from_transformers(hf_model: nn.Module) -> Transformer:
+    """Our :class:`Transformer` with the weights of a ``transformers`` ``BertModel`` or ``GPT2Model``.
+
+    Defined in chapter 06.
+    """
+    cfg = hf_model.config.to_dict()
+    kind = cfg.get("model_type")
+    if kind == "bert":
+        config = config_from_bert(cfg)
+        name_map, ignore = bert_name_map(config.n_layers, segments=config.type_vocab_size > 0), BERT_IGNORE
+    elif kind == "gpt2":
+        config = config_from_gpt2(cfg)
+        name_map, ignore = gpt2_name_map(config.n_layers), GPT2_IGNORE
+    else:
+        raise ValueError(f"from_transformers knows BERT and GPT-2 models, got model_type {kind!r}")
+    model = Transformer(config)
+    load_weights(model, convert_state_dict(hf_model.state_dict(), name_map, ignore))
+    return model.eval()
+
+
+def _minilm_folder(folder) -> Path:
+    if folder is None:
+        from . import data
+
+        return Path(data.load("minilm"))
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"{folder} holds no config.json: pass the all-MiniLM-L6-v2 folder (data.load('minilm'))")
+    return folder
+
+
+def load_minilm(folder: str | Path | None = None) -> Transformer:
+    """The real all-MiniLM-L6-v2 encoder (6 layers, 384-d, 12 heads) in our :class:`Transformer`.
+
+    Reads ``config.json`` and ``model.safetensors`` from ``folder`` (default:
+    ``minilib.data.load("minilm")``), renames every tensor with :func:`bert_name_map` and loads
+    them with the checks of :func:`load_weights`. Returns the model in eval mode, on the CPU.
+
+    Defined in chapter 06.
+    """
+    from safetensors.torch import load_file
+
+    folder = _minilm_folder(folder)
+    config = config_from_bert(json.loads((folder / "config.json").read_text()))
+    model = Transformer(config)
+    theirs = load_file(str(folder / "model.safetensors"))
+    load_weights(model, convert_state_dict(theirs, bert_name_map(config.n_layers), BERT_IGNORE))
+    return model.eval()
+
+
+def load_minilm_encoder(folder: str | Path | None = None, device: str | torch.device | None = None) -> SentenceEncoder:
+    """all-MiniLM-L6-v2 as a sentence embedder built only from minilib parts: our WordPiece
+    (``minilib.bpe``), our :class:`Transformer`, :func:`mean_pool` and L2 normalisation, with
+    sentence-transformers' ``max_seq_length`` (256). ``encode(texts) -> (n, 384)``.
+
+    Defined in chapter 06.
+    """
+    from .bpe import WordPiece
+
+    folder = _minilm_folder(folder)
+    model = load_minilm(folder)
+    if device is not None:
+        model = model.to(device)
+    sbert = folder / "sentence_bert_config.json"
+    max_len = json.loads(sbert.read_text()).get("max_seq_length", 256) if sbert.is_file() else 256
+    return SentenceEncoder(model, WordPiece.from_vocab(folder / "vocab.txt"), normalize=True, max_len=max_len)
+
+
+# --- save and load our own models -----------------------------------------------------------
+
+_KINDS = {"Transformer": Transformer, "MaskedLM": MaskedLM, "CausalLM": CausalLM}
+
+
+def save(model: nn.Module, folder: str | Path) -> Path:
+    """Write ``model`` (a Transformer, MaskedLM or CausalLM) as ``config.json`` + ``model.safetensors``.
+
+    Defined in chapter 06.
+    """
+    from safetensors.torch import save_file
+
+    kind = type(model).__name__
+    if kind not in _KINDS:
+        raise TypeError(f"save knows {sorted(_KINDS)}, got {kind}")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps({"kind": kind, **asdict(model.config)}, indent=1))
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
+    return folder
+
+
+def load(folder: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+    """The model :func:`save` wrote in ``folder``, in eval mode on ``device``.
+
+    Defined in chapter 06.
+    """
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    if not (folder / "config.json").is_file() or not (folder / "model.safetensors").is_file():
+        raise FileNotFoundError(f"{folder} needs config.json and model.safetensors (written by transformer.save)")
+    cfg = json.loads((folder / "config.json").read_text())
+    kind = cfg.pop("kind", "Transformer")
+    model = _KINDS[kind](TransformerConfig(**cfg))
+    load_weights(model, load_file(str(folder / "model.safetensors")))
+    return model.to(device).eval()

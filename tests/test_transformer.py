@@ -1,0 +1,437 @@
+"""minilib.transformer: attention against PyTorch's fused kernel, heads, masks, pre/post-norm
+training, parity with transformers' BertModel and GPT2Model (random tiny configs, weights copied
+through our name maps), the real all-MiniLM-L6-v2 against sentence-transformers, and the errors."""
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from minilib import transformer as tr
+from minilib.transformer import (
+    Block, CausalLM, MaskedLM, MultiHeadAttention, Transformer, TransformerConfig, attention, causal_mask,
+    mean_pool, merge_heads, parameter_count, split_heads,
+)
+
+transformers = pytest.importorskip("transformers")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # Tensors this small run as fast on one thread, and one thread keeps the file fast when other
+    # jobs share the CPU (two threads on a busy machine spend their time waiting for each other).
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def tiny(**kw) -> TransformerConfig:
+    base = dict(vocab_size=50, d_model=32, n_layers=2, n_heads=4, d_ff=48, max_len=16, dropout=0.0)
+    return TransformerConfig(**{**base, **kw})
+
+
+def ids_and_mask(B=3, T=10, V=50, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1, V, (B, T), generator=g)
+    mask = torch.ones(B, T, dtype=torch.long)
+    mask[1, 7:] = 0  # right padding of different lengths
+    mask[2, 3:] = 0
+    ids[mask == 0] = 0
+    return ids, mask
+
+
+# --- attention ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("shape", [(5, 8), (2, 7, 16), (2, 3, 6, 4), (1, 2, 1, 8)])
+@pytest.mark.parametrize("kind", ["none", "padding", "causal", "both"])
+def test_attention_equals_sdpa(shape, kind):
+    g = torch.Generator().manual_seed(len(shape))
+    *lead, T, d = shape
+    q, k, v = (torch.randn(*shape, generator=g, dtype=torch.float64) for _ in range(3))
+    mask = None
+    if kind in ("padding", "both"):
+        keep = torch.ones(*lead, 1, T, dtype=torch.bool)
+        keep[..., max(1, T // 2):] = False  # the first key stays visible to every query
+        mask = keep
+    if kind in ("causal", "both"):
+        c = causal_mask(T)
+        mask = c if mask is None else mask & c
+    out, w = attention(q, k, v, mask)
+    ref = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    torch.testing.assert_close(out, ref, atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(w.sum(-1), torch.ones(*lead, T, dtype=torch.float64))
+    if mask is not None:
+        assert (w[~mask.expand_as(w)] == 0).all()
+
+
+def test_attention_with_different_query_and_key_lengths_and_value_width():
+    g = torch.Generator().manual_seed(1)
+    q, k, v = torch.randn(2, 3, 8, generator=g), torch.randn(2, 5, 8, generator=g), torch.randn(2, 5, 6, generator=g)
+    out, w = attention(q, k, v)
+    assert out.shape == (2, 3, 6) and w.shape == (2, 3, 5)
+    torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, v), atol=1e-6, rtol=1e-5)
+
+
+def test_a_query_with_no_visible_key_gets_zeros_not_nan():
+    q = k = v = torch.randn(1, 3, 4)
+    mask = torch.tensor([[True, False, False], [False, False, False], [True, True, True]])
+    out, w = attention(q, k, v, mask)
+    assert torch.isfinite(out).all()
+    assert (w[0, 1] == 0).all() and (out[0, 1] == 0).all()
+
+
+def test_attention_rejects_bad_masks_and_shapes():
+    q = torch.randn(2, 4, 8)
+    with pytest.raises(TypeError, match="bool"):
+        attention(q, q, q, torch.ones(4, 4))
+    with pytest.raises(ValueError, match="broadcast"):
+        attention(q, q, q, torch.ones(3, 3, dtype=torch.bool))
+    with pytest.raises(ValueError, match="last dimension"):
+        attention(q, torch.randn(2, 4, 6), q)
+
+
+def test_split_and_merge_heads():
+    x = torch.arange(2 * 5 * 12, dtype=torch.float32).view(2, 5, 12)
+    h = split_heads(x, 3)
+    assert h.shape == (2, 3, 5, 4)
+    torch.testing.assert_close(h[:, 1], x[..., 4:8])  # head 1 owns dimensions 4..7
+    torch.testing.assert_close(merge_heads(h), x)
+    with pytest.raises(ValueError, match="multiple"):
+        split_heads(x, 5)
+
+
+def test_multi_head_attention_is_heads_side_by_side():
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(12, 3).eval()
+    x = torch.randn(2, 5, 12)
+    mask = causal_mask(5)
+    out = mha(x, mask)
+    # The same computation one head at a time, with plain slices of the projection matrices.
+    heads = []
+    for h in range(3):
+        s = slice(4 * h, 4 * h + 4)
+        q = x @ mha.q.weight[s].T + mha.q.bias[s]
+        k = x @ mha.k.weight[s].T + mha.k.bias[s]
+        v = x @ mha.v.weight[s].T + mha.v.bias[s]
+        heads.append(attention(q, k, v, mask)[0])
+    ref = mha.out(torch.cat(heads, dim=-1))
+    torch.testing.assert_close(out, ref, atol=1e-6, rtol=1e-5)
+    assert mha.last_weights.shape == (2, 3, 5, 5) and not mha.last_weights.requires_grad
+
+
+# --- the model ------------------------------------------------------------------------------
+
+def test_causal_mask_blocks_the_future():
+    torch.manual_seed(0)
+    model = Transformer(tiny(causal=True, norm_first=True)).eval()
+    ids = torch.randint(1, 50, (2, 9), generator=torch.Generator().manual_seed(0))
+    t = 4
+    changed = ids.clone()
+    changed[:, t + 1] = (changed[:, t + 1] + 7) % 49 + 1
+    a, b = model(ids), model(changed)
+    torch.testing.assert_close(a[:, : t + 1], b[:, : t + 1], atol=0, rtol=0)  # positions <= t cannot see t + 1
+    assert (a[:, t + 1] - b[:, t + 1]).abs().max() > 1e-3
+    # The encoder (no causal mask) does look ahead.
+    enc = Transformer(tiny()).eval()
+    assert (enc(ids)[:, :t + 1] - enc(changed)[:, :t + 1]).abs().max() > 1e-4
+
+
+def test_padding_does_not_change_the_tokens_outputs():
+    torch.manual_seed(0)
+    model = Transformer(tiny()).eval()
+    ids = torch.randint(1, 50, (1, 6))
+    padded = torch.cat([ids, torch.zeros(1, 4, dtype=torch.long)], dim=1)
+    mask = torch.tensor([[1] * 6 + [0] * 4])
+    torch.testing.assert_close(model(padded, attention_mask=mask)[:, :6], model(ids), atol=1e-6, rtol=1e-5)
+    pooled = mean_pool(model(padded, attention_mask=mask), mask)
+    torch.testing.assert_close(pooled, model(ids).mean(1), atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("position", ["learned", "sinusoidal", "rope"])
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_positions_options_run_and_parameter_count_matches_the_formula(position, norm_first):
+    cfg = tiny(position=position, norm_first=norm_first, type_vocab_size=2 if not norm_first else 0)
+    model = Transformer(cfg)
+    ids, mask = ids_and_mask()
+    out, hidden = model(ids, mask, output_hidden_states=True)
+    assert out.shape == (3, 10, 32) and len(hidden) == cfg.n_layers + 1 and torch.isfinite(out).all()
+    assert sum(p.numel() for p in model.parameters()) == parameter_count(cfg)
+    # Without positions a transformer is blind to order (permuting the tokens permutes the outputs);
+    # with them, it is not.
+    perm = torch.tensor([3, 1, 0, 2])
+    x = torch.randint(1, 50, (1, 4))
+    model.eval()
+    assert (model(x)[:, perm] - model(x[:, perm])).abs().max() > 1e-4
+
+
+def test_bert_base_parameter_count():
+    # BERT-base: 12 layers, 768 wide, 30522 WordPiece tokens: the famous 110M (without the pooler).
+    cfg = TransformerConfig(vocab_size=30522, d_model=768, n_layers=12, n_heads=12, d_ff=3072, max_len=512,
+                            type_vocab_size=2)
+    assert parameter_count(cfg) == 108_891_648
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_pre_and_post_norm_both_learn_a_toy_task(norm_first):
+    # Next token of a counting sequence (start + 0, 1, 2, ... mod V): learnable from one token back.
+    torch.manual_seed(0)
+    cfg = tiny(vocab_size=20, n_layers=2, causal=True, norm_first=norm_first, max_len=12)
+    model = CausalLM(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(0)
+    losses = []
+    for _ in range(60):
+        start = torch.randint(1, 20, (16, 1), generator=g)
+        ids = (start + torch.arange(12)) % 19 + 1
+        logits = model(ids)
+        loss = F.cross_entropy(logits[:, :-1].reshape(-1, 20), ids[:, 1:].reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[0] > 2.5  # about log(20): no knowledge at the start
+    assert np.mean(losses[-5:]) < 0.5 * losses[0]
+
+
+def test_masked_lm_head_is_tied_to_the_token_embeddings():
+    torch.manual_seed(0)
+    model = MaskedLM(tiny(type_vocab_size=2))
+    ids, mask = ids_and_mask()
+    logits = model(ids, mask)
+    assert logits.shape == (3, 10, 50)
+    logits[0, 0, 5].backward()
+    assert model.encoder.tok.weight.grad[5].abs().sum() > 0  # the output row of token 5 is its input row
+    n_unique = sum(p.numel() for p in model.parameters())
+    assert n_unique == parameter_count(model.config) + 32 * 32 + 32 + 2 * 32 + 50  # + dense, LayerNorm, bias
+
+
+def test_masked_lm_select_scores_only_the_chosen_positions():
+    torch.manual_seed(0)
+    model = MaskedLM(tiny()).eval()
+    ids, mask = ids_and_mask()
+    chosen = torch.zeros_like(ids, dtype=torch.bool)
+    chosen[0, 2] = chosen[2, 1] = chosen[1, 5] = True
+    torch.testing.assert_close(model(ids, mask, select=chosen), model(ids, mask)[chosen])
+    assert model(ids, mask, select=chosen).shape == (3, 50)
+    with pytest.raises(ValueError, match="select"):
+        model(ids, mask, select=chosen.long())
+
+
+def test_sinusoidal_positions_scale_the_tokens_by_sqrt_d():
+    model = Transformer(tiny(position="sinusoidal")).eval()
+    ids = torch.randint(1, 50, (2, 7))
+    expected = model.emb_norm(model.tok(ids) * 32 ** 0.5 + model.pos.table[:7])
+    torch.testing.assert_close(model.embed(ids), expected)
+
+
+def test_dropout_only_in_training():
+    torch.manual_seed(0)
+    model = Transformer(tiny(dropout=0.3))
+    ids, mask = ids_and_mask()
+    assert (model(ids, mask) - model(ids, mask)).abs().max() > 0
+    model.eval()
+    torch.testing.assert_close(model(ids, mask), model(ids, mask), atol=0, rtol=0)
+
+
+def test_generate_greedy_topk_and_sampling():
+    torch.manual_seed(0)
+    lm = CausalLM(tiny(causal=True, norm_first=True, max_len=8))
+    prompt = torch.tensor([[3, 4, 5], [6, 7, 8]])
+    greedy = lm.generate(prompt, 10, temperature=0)  # longer than max_len: the context is cropped
+    assert greedy.shape == (2, 13) and torch.equal(greedy[:, :3], prompt)
+    torch.testing.assert_close(lm.generate(prompt, 10, top_k=1), greedy)
+    a = lm.generate(prompt, 6, top_k=5, generator=torch.Generator().manual_seed(1))
+    b = lm.generate(prompt, 6, top_k=5, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a, b)
+    assert lm.generate(torch.tensor([1, 2]), 3, temperature=0).shape == (5,)
+    assert lm.training  # generate restores the mode it found
+
+
+def test_clear_errors_on_bad_input():
+    model = Transformer(tiny(max_len=8))
+    with pytest.raises(ValueError, match="max_len=8"):
+        model(torch.ones(1, 9, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"\[0, 50\)"):
+        model(torch.tensor([[1, 50]]))
+    with pytest.raises(ValueError, match="batch, seq"):
+        model(torch.ones(5, dtype=torch.long))
+    with pytest.raises(ValueError, match="attention_mask"):
+        model(torch.ones(2, 4, dtype=torch.long), attention_mask=torch.ones(2, 5))
+    with pytest.raises(ValueError, match="type_vocab_size=0"):
+        model(torch.ones(1, 4, dtype=torch.long), token_type_ids=torch.zeros(1, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match="multiple of n_heads"):
+        tiny(d_model=30)
+    with pytest.raises(ValueError, match="activation"):
+        tiny(activation="swish")
+    with pytest.raises(ValueError, match="causal=True"):
+        CausalLM(tiny())
+    with pytest.raises(ValueError, match="mean_pool"):
+        mean_pool(torch.zeros(2, 3, 4), torch.ones(2, 4))
+
+
+# --- loading weights ------------------------------------------------------------------------
+
+def test_load_weights_names_the_first_mismatching_tensor():
+    small, wide = Transformer(tiny()), Transformer(tiny(d_ff=64))
+    with pytest.raises(ValueError, match=r"'blocks\.0\.ff1\.weight'.*\(64, 32\).*\(48, 32\)"):
+        tr.load_weights(small, wide.state_dict())
+    sd = small.state_dict()
+    sd.pop("blocks.1.norm2.bias")
+    sd["extra.weight"] = torch.zeros(1)
+    with pytest.raises(KeyError, match=r"missing \['blocks\.1\.norm2\.bias'\], unexpected \['extra\.weight'\]"):
+        tr.load_weights(small, sd)
+
+
+def test_convert_state_dict_lists_unmapped_and_missing_tensors():
+    hf = transformers.BertModel(transformers.BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=1,
+                                                        num_attention_heads=2, intermediate_size=16,
+                                                        max_position_embeddings=8))
+    theirs = {f"bert.{k}": v for k, v in hf.state_dict().items()}  # a checkpoint with a head's prefix
+    with pytest.raises(KeyError, match="prefix"):
+        tr.convert_state_dict(theirs, tr.bert_name_map(1), tr.BERT_IGNORE)
+    with pytest.raises(KeyError, match="encoder.layer.1"):
+        tr.convert_state_dict(hf.state_dict(), tr.bert_name_map(2), tr.BERT_IGNORE)
+
+
+def test_save_and_load_round_trip(tmp_path):
+    torch.manual_seed(0)
+    for model in (MaskedLM(tiny(type_vocab_size=2)), CausalLM(tiny(causal=True, norm_first=True, position="rope"))):
+        model.eval()
+        folder = tr.save(model, tmp_path / type(model).__name__)
+        back = tr.load(folder)
+        assert type(back) is type(model)
+        ids, _ = ids_and_mask()
+        torch.testing.assert_close(back(ids), model(ids), atol=0, rtol=0)
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        tr.load(tmp_path / "nothing")
+
+
+def test_bert_parity_every_hidden_state():
+    torch.manual_seed(0)
+    cfg = transformers.BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
+                                  intermediate_size=37, max_position_embeddings=24, type_vocab_size=2)
+    hf = transformers.BertModel(cfg).eval()
+    ours = tr.from_transformers(hf)
+    assert not ours.config.norm_first and ours.config.activation == "gelu"
+    ids, mask = ids_and_mask(B=3, T=12, V=99)
+    types = torch.zeros_like(ids)
+    types[:, 6:] = 1  # a second segment, as in BERT's sentence pairs
+    with torch.no_grad():
+        theirs = hf(input_ids=ids, attention_mask=mask, token_type_ids=types, output_hidden_states=True)
+        last, hidden = ours(ids, mask, types, output_hidden_states=True)
+    assert len(hidden) == len(theirs.hidden_states) == 4
+    for a, b in zip(hidden, theirs.hidden_states):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(last, theirs.last_hidden_state, atol=1e-5, rtol=1e-5)
+
+
+def test_gpt2_parity_every_hidden_state_and_the_lm_head():
+    torch.manual_seed(0)
+    cfg = transformers.GPT2Config(vocab_size=99, n_embd=32, n_layer=3, n_head=4, n_positions=24)
+    hf = transformers.GPT2LMHeadModel(cfg).eval()
+    ours = tr.from_transformers(hf.transformer)
+    assert ours.config.norm_first and ours.config.causal and ours.config.activation == "gelu_tanh"
+    ids, mask = ids_and_mask(B=3, T=12, V=99)
+    with torch.no_grad():
+        theirs = hf(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+        last, hidden = ours(ids, mask, output_hidden_states=True)
+    assert len(hidden) == len(theirs.hidden_states) == 4
+    for a, b in zip(hidden, theirs.hidden_states):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    lm = CausalLM(ours.config).eval()
+    lm.decoder.load_state_dict(ours.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(lm(ids, mask), theirs.logits, atol=1e-5, rtol=1e-5)
+
+
+def test_gpt2_name_map_splits_and_transposes_c_attn():
+    m = {r.ours: r for r in tr.gpt2_name_map(1)}
+    assert m["blocks.0.attn.k.weight"].theirs == "h.0.attn.c_attn.weight"
+    assert m["blocks.0.attn.k.weight"].part == 1 and m["blocks.0.attn.k.weight"].transpose
+    assert m["blocks.0.attn.k.bias"].how() == "take k (third 2 of 3)"
+    assert m["blocks.0.ff2.weight"].how() == "transpose (Conv1D)"
+    assert {r.ours for r in tr.bert_name_map(2)} == set(Transformer(tiny(type_vocab_size=2)).state_dict())
+
+
+# --- the real all-MiniLM-L6-v2 ----------------------------------------------------------------
+
+SENTENCES = [
+    "The cat sat on the mat.",
+    "A man is playing a guitar on stage.",
+    "She deposited the cheque at the bank on Monday.",
+    "We had a picnic on the river bank.",
+    "Embeddings map text to vectors.",
+    "How do I reset my password?",
+    "The stock market fell sharply after the announcement.",
+    "Photosynthesis converts light energy into chemical energy.",
+    "Il pleut des cordes à Paris aujourd'hui.",
+    "Der schnelle braune Fuchs springt über den faulen Hund.",
+    "naïve café façade résumé",
+    "GPU prices: $1,499.99 in 2021 (not 2020)!",
+    "e-mail me at someone@example.com",
+    "x",
+    "The the the the the",
+    "unbelievably unconstitutional antidisestablishmentarianism",
+    "Transformers read all tokens at once; recurrent networks read one at a time.",
+    "🙂 emojis and symbols ☃ ∑ are rare tokens",
+    "A very long sentence " + "that keeps going and going " * 60 + "until it is truncated.",  # > 256 tokens
+    "   leading and trailing spaces   ",
+]
+
+
+@pytest.fixture(scope="module")
+def minilm_folder():
+    from minilib import data
+
+    return data.load("minilm")
+
+
+def test_minilm_hidden_states_match_transformers(minilm_folder):
+    from transformers import AutoModel, AutoTokenizer
+
+    hf = AutoModel.from_pretrained(str(minilm_folder)).eval()
+    tok = AutoTokenizer.from_pretrained(str(minilm_folder))
+    ours = tr.load_minilm(minilm_folder)
+    batch = tok(SENTENCES[:8], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        theirs = hf(**batch, output_hidden_states=True)
+        _, hidden = ours(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], output_hidden_states=True)
+    assert len(hidden) == 7
+    for a, b in zip(hidden, theirs.hidden_states):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_minilm_sentence_embeddings_match_sentence_transformers(minilm_folder):
+    from sentence_transformers import SentenceTransformer
+
+    ours = tr.load_minilm_encoder(minilm_folder)
+    st = SentenceTransformer(str(minilm_folder), device="cpu")
+    a = ours.encode(SENTENCES, batch_size=8)
+    b = st.encode(SENTENCES, batch_size=8)
+    assert a.shape == b.shape == (len(SENTENCES), 384) and a.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+    cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    assert cos.min() >= 0.9999, cos
+    assert ours.encode([]).shape == (0, 384)
+    with pytest.raises(TypeError, match="list"):
+        ours.encode("one string")
+
+
+def test_load_minilm_with_a_wrong_config_names_the_tensor(minilm_folder, tmp_path):
+    import json
+    import shutil
+
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(minilm_folder / name, tmp_path / name)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    cfg["intermediate_size"] = 1024  # the file holds 1536-wide feed-forward layers
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match=r"'blocks\.0\.ff1\.weight'"):
+        tr.load_minilm(tmp_path)
