@@ -117,6 +117,9 @@ SOURCES: dict[str, Source] = {s.name: s for s in [
             {"background": ("lee_background.cor", "5d78d6dafd953bbf65797bef09a9ffb9ec430583381be705f8fd460000f370fb"),
              "docs": ("lee.cor", "a878f9a58f6743c32985c56c2f2f75988386216b38a4023a01fd3bcf7884d93e"),
              "sim": ("similarities0-1.txt", "23762bc6b728897144dda3d324a2c032dc1e059e1009806226d64b6dd123ed79")}),
+    _gensim("polarity", "Sentence polarity (Pang & Lee 2005): 200 movie-review sentences, 100 positive and "
+                        "100 negative, shipped in gensim's tests",
+            {"cor": ("pang_lee_polarity.cor", "662c1b7c3bd0612eaaaf3f0c694cbd3897e30c0d87d2940b46c9fd0d15ed70c1")}),
     _gensim("en_it_vectors", "English and Italian word2vec vectors (20 words each, 300 dimensions) and "
                              "20 English-Italian translation pairs (one of them, fish -> cavallo, wrong)",
             {"en": ("EN.1-10.cbow1_wind5_hs0_neg10_size300_smpl1e-05.txt",
@@ -421,6 +424,21 @@ def _read_lee(f: dict[str, Path]) -> dict:
     return {"docs": lines(f["docs"]), "sim": sim, "background": lines(f["background"])}
 
 
+def _read_polarity(p: Path) -> tuple[list[str], list[str]]:
+    """``(sentences, labels)`` from fastText-format lines ``__label__pos text``; labels are "pos"/"neg"."""
+    texts, labels = [], []
+    # The file is Windows-1252 (0x97 is an em dash, 0xe9 an "é"), not UTF-8.
+    for n, line in enumerate(p.read_text(encoding="cp1252").splitlines(), 1):
+        if not line.strip():
+            continue
+        tag, _, text = line.partition(" ")
+        if not tag.startswith("__label__") or not text.strip():
+            raise ChecksumError(f"{p}: line {n} is not '__label__<class> <text>'; delete the file to re-fetch it")
+        labels.append(tag[len("__label__"):])
+        texts.append(text.strip())
+    return texts, labels
+
+
 def _read_glove(f: dict[str, Path]) -> tuple[list[str], np.ndarray]:
     import pandas as pd
 
@@ -595,6 +613,7 @@ _LOADERS: dict[str, Callable] = {
     "wordsim353": lambda: _read_pairs(path("wordsim353")),
     "simlex999": lambda: _read_pairs(path("simlex999")),
     "lee": lambda: _read_lee(files("lee")),
+    "polarity": lambda: _read_polarity(path("polarity")),
     "glove_6b_50d": lambda: _read_glove(files("glove_6b_50d")),
     "bbc_news": lambda: _read_bbc(path("bbc_news")),
     "kjv": lambda: kjv_chapters(path("kjv")),

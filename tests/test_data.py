@@ -65,6 +65,20 @@ def test_lee_similarity_matrix_is_symmetric_with_unit_diagonal():
     assert 0 <= sim.min() and sim.max() <= 1
 
 
+def test_polarity_has_balanced_labelled_sentences():
+    texts, labels = data.load("polarity")
+    assert len(texts) == len(labels) == 200
+    assert labels.count("pos") == labels.count("neg") == 100
+    assert texts[0] == "simplistic , silly and tedious ." and labels[0] == "neg"
+
+
+def test_polarity_reader_rejects_a_malformed_line(tmp_path):
+    bad = tmp_path / "p.cor"
+    bad.write_text("__label__pos fine\nno label here\n")
+    with pytest.raises(data.ChecksumError, match="line 2"):
+        data._read_polarity(bad)
+
+
 def test_glove_loads_real_vectors():
     words, vecs = data.load("glove_6b_50d")
     assert vecs.shape == (400000, 50) and vecs.dtype == np.float32
