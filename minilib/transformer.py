@@ -42,6 +42,7 @@ __all__ = [
     "Transformer", "MaskedLM", "CausalLM", "mean_pool", "SentenceEncoder", "parameter_count", "Rename",
     "bert_name_map", "gpt2_name_map", "convert_state_dict", "load_weights", "config_from_bert",
     "config_from_gpt2", "from_transformers", "load_minilm", "load_minilm_encoder", "save", "load",
+    "BOOK_RECIPE", "book_documents", "book_models",
 ]
 
 ACTIVATIONS = ("gelu", "gelu_tanh", "relu")
@@ -830,3 +831,131 @@ def load(folder: str | Path, device: str | torch.device = "cpu") -> nn.Module:
     model = _KINDS[kind](TransformerConfig(**cfg))
     load_weights(model, load_file(str(folder / "model.safetensors")))
     return model.to(device).eval()
+
+
+# --- the book's own models, for later chapters ------------------------------------------------
+
+# The recipe of chapter 06 (its notebook's ``cfg``), per profile. Later chapters (07-11) start from
+# the models this recipe trains; :func:`book_models` trains them once and caches them.
+BOOK_RECIPE = {
+    "quick": dict(vocab_size=2000, block=64, d_model=64, n_layers=2, n_heads=4, batch_size=16, steps_mlm=1500,
+                  steps_clm=1000, lr_mlm=2e-3, lr_clm=2e-3, dropout=0.0, held_out=0.1),
+    "full": dict(vocab_size=8000, block=128, d_model=256, n_layers=6, n_heads=8, batch_size=128, steps_mlm=4000,
+                 steps_clm=4000, lr_mlm=5e-4, lr_clm=1e-3, dropout=0.1, held_out=0.05),
+}
+
+
+def book_documents(profile: str) -> tuple[list[str], list[str]]:
+    """``(train_docs, held_docs)``: chapter 06's running-text documents and its held-out split.
+
+    Wikipedia articles without markup (quick), plus BBC News, the King James Bible and GCIDE
+    definitions (full), whitespace collapsed, split at random (seed 0) as chapter 06 does.
+
+    Defined in chapter 06.
+    """
+    import re
+
+    from . import data, text
+
+    if profile not in BOOK_RECIPE:
+        raise ValueError(f"unknown profile {profile!r}: use one of {sorted(BOOK_RECIPE)}")
+    raw = [text.strip_wiki_markup(markup) for _, markup in data.load("enwiki_sample")]
+    if profile == "full":
+        raw += data.load("bbc_news")[0] + data.load("kjv") + data.load("gcide")
+    docs = [d for d in (re.sub(r"\s+", " ", t).strip() for t in raw) if d]
+    order = np.random.default_rng(0).permutation(len(docs))
+    n_held = max(1, round(BOOK_RECIPE[profile]["held_out"] * len(docs)))
+    return [docs[i] for i in order[n_held:]], [docs[i] for i in order[:n_held]]
+
+
+def book_models(kind: str = "encoder", profile: str | None = None, device: str | torch.device | None = None,
+                progress: bool = True):
+    """``(model, tokenizer)``: the encoder or decoder chapter 06 pretrains on the book corpus.
+
+    ``kind="encoder"`` is the post-norm masked-LM (:class:`MaskedLM`), ``"decoder"`` the pre-norm
+    causal LM (:class:`CausalLM`), both with rotary positions and chapter 05's byte-level BPE
+    (``minilib.bpe.ByteBPE``), trained with :data:`BOOK_RECIPE` for ``profile`` (default: the
+    current one). The first call trains (about a minute per model in the quick profile on a CPU,
+    single-threaded so the weights do not depend on the core count) and caches the weights with
+    ``data.cached_derived``; later calls load them. The model comes back in eval mode on
+    ``device`` (default: the profile's). ``SentenceEncoder(model.encoder, tokenizer)`` turns the
+    encoder into a sentence embedder.
+
+    Defined in chapter 06.
+    """
+    from . import data, train
+    from .bpe import ByteBPE
+    from .profile import current
+
+    if kind not in ("encoder", "decoder"):
+        raise ValueError(f"kind must be 'encoder' or 'decoder', got {kind!r}")
+    profile = profile or current().name
+    if profile not in BOOK_RECIPE:
+        raise ValueError(f"unknown profile {profile!r}: use one of {sorted(BOOK_RECIPE)}")
+    r = BOOK_RECIPE[profile]
+    device = torch.device(device) if device is not None else current().device
+    train_docs = None
+
+    def docs():
+        nonlocal train_docs
+        if train_docs is None:
+            train_docs = book_documents(profile)[0]
+        return train_docs
+
+    # The tokenizer and token stream are the files chapter 06's notebook caches under the same names.
+    tok = ByteBPE.load(data.cached_derived(f"ch06-bpe-{profile}-{r['vocab_size']}-v1.json",
+                                           lambda p: ByteBPE.train(docs(), r["vocab_size"]).save(p)))
+
+    def write_stream(p):
+        ids = [i for t in docs() for i in tok.encode(t) + [tok.eos_id]]
+        with open(p, "wb") as f:
+            np.save(f, np.array(ids, dtype=np.int32))
+
+    def write_model(p):
+        from safetensors.torch import save_file
+
+        blocks = train.lm_blocks(np.load(data.cached_derived(f"ch06-train-{profile}-{r['vocab_size']}-v1.npy",
+                                                             write_stream)), r["block"])
+        cfg = TransformerConfig(vocab_size=tok.vocab_size, d_model=r["d_model"], n_layers=r["n_layers"],
+                                n_heads=r["n_heads"], d_ff=4 * r["d_model"], max_len=r["block"], dropout=r["dropout"],
+                                norm_first=False, causal=False, activation="gelu", position="rope", pad_id=tok.pad_id)
+        threads = torch.get_num_threads()
+        train_device = device if device.type != "cpu" else torch.device("cpu")
+        if train_device.type == "cpu":
+            torch.set_num_threads(1)
+        try:
+            torch.manual_seed(0)
+            if kind == "encoder":
+                model = MaskedLM(cfg)
+                gen = torch.Generator().manual_seed(0)
+                specials = [tok.pad_id, tok.mask_id, tok.bos_id, tok.eos_id]
+
+                def loss_fn(m, b):
+                    inputs, labels = train.mask_tokens(b, mask_id=tok.mask_id, vocab_size=tok.vocab_size,
+                                                       special_ids=specials, generator=gen)
+                    chosen = labels != train.IGNORE_INDEX
+                    return F.cross_entropy(m(inputs, select=chosen), labels[chosen])
+
+                train.fit(model, train.Batches(blocks, r["batch_size"], seed=0), loss_fn, steps=r["steps_mlm"],
+                          lr=r["lr_mlm"], device=train_device, progress=progress, desc="chapter-06 masked LM")
+            else:
+                cfg = TransformerConfig(**{**asdict(cfg), "norm_first": True, "causal": True,
+                                           "activation": "gelu_tanh"})
+                model = CausalLM(cfg)
+                train.fit(model, train.Batches(blocks, r["batch_size"], seed=1),
+                          lambda m, b: train.causal_lm_loss(m(b), b), steps=r["steps_clm"], lr=r["lr_clm"],
+                          schedule="cosine", device=train_device, progress=progress, desc="chapter-06 causal LM")
+        finally:
+            torch.set_num_threads(threads)
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_file(state, str(p), metadata={"config": json.dumps(asdict(model.config))})
+
+    path = data.cached_derived(f"ch06-{kind}-{profile}-v1.safetensors", write_model)
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(path), framework="pt") as f:
+        cfg = TransformerConfig(**json.loads(f.metadata()["config"]))
+    model = (MaskedLM if kind == "encoder" else CausalLM)(cfg)
+    load_weights(model, load_file(str(path)))
+    return model.to(device).eval(), tok

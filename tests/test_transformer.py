@@ -435,3 +435,52 @@ def test_load_minilm_with_a_wrong_config_names_the_tensor(minilm_folder, tmp_pat
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match=r"'blocks\.0\.ff1\.weight'"):
         tr.load_minilm(tmp_path)
+
+
+@pytest.fixture
+def tiny_book(monkeypatch, tmp_path):
+    """A tiny recipe and corpus so the book models train in a second, in a private cache."""
+    monkeypatch.setenv("MINILIB_CACHE", str(tmp_path))
+    tiny = dict(vocab_size=300, block=16, d_model=16, n_layers=1, n_heads=2, batch_size=4, steps_mlm=30,
+                steps_clm=30, lr_mlm=3e-3, lr_clm=3e-3, dropout=0.0, held_out=0.1)
+    monkeypatch.setitem(tr.BOOK_RECIPE, "quick", tiny)
+    docs = [f"The {a} sat on the {b} near the river bank number {i}." for i, (a, b) in
+            enumerate([("cat", "mat"), ("dog", "log"), ("bird", "wire"), ("fox", "box")] * 10)]
+    monkeypatch.setattr(tr, "book_documents", lambda profile: (docs, docs[:2]))
+    return tmp_path
+
+
+@pytest.mark.parametrize("kind, cls", [("encoder", MaskedLM), ("decoder", CausalLM)])
+def test_book_models_train_once_then_load_the_cached_weights(tiny_book, kind, cls):
+    model, tok = tr.book_models(kind, profile="quick", device="cpu", progress=False)
+    assert isinstance(model, cls) and not model.training
+    assert model.config.causal == (kind == "decoder") and model.config.vocab_size == tok.vocab_size
+    cached = list((tiny_book / "derived").glob(f"ch06-{kind}-quick-*.safetensors"))
+    assert len(cached) == 1
+    again, _ = tr.book_models(kind, profile="quick", device="cpu", progress=False)  # from the cache
+    for (n, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
+        torch.testing.assert_close(a, b, msg=n)
+    ids, mask = tok.encode_batch(["The cat sat.", "A dog"])
+    assert model(ids, mask).shape == (2, ids.shape[1], tok.vocab_size)
+
+
+def test_book_encoder_is_a_sentence_encoder(tiny_book):
+    model, tok = tr.book_models("encoder", profile="quick", device="cpu", progress=False)
+    E = tr.SentenceEncoder(model.encoder, tok).encode(["The cat sat on the mat.", "The fox"])
+    assert E.shape == (2, 16) and np.allclose(np.linalg.norm(E, axis=1), 1, atol=1e-5)
+
+
+def test_book_models_reject_unknown_kind_and_profile():
+    with pytest.raises(ValueError, match="'encoder' or 'decoder'"):
+        tr.book_models("classifier")
+    with pytest.raises(ValueError, match="unknown profile"):
+        tr.book_models("encoder", profile="huge")
+    with pytest.raises(ValueError, match="unknown profile"):
+        tr.book_documents("huge")
+
+
+def test_book_documents_are_chapter_06s_split():
+    train_docs, held = tr.book_documents("quick")
+    assert len(held) == round(0.1 * (len(train_docs) + len(held))) and not set(held) & set(train_docs)
+    assert all(d == " ".join(d.split()) and d for d in train_docs + held)  # whitespace collapsed, none empty
+    assert tr.book_documents("quick") == (train_docs, held)  # the same split every time
