@@ -433,7 +433,8 @@ def _read_polarity(p: Path) -> tuple[list[str], list[str]]:
             continue
         tag, _, text = line.partition(" ")
         if not tag.startswith("__label__") or not text.strip():
-            raise ChecksumError(f"{p}: line {n} is not '__label__<class> <text>'; delete the file to re-fetch it")
+            raise ChecksumError(f"{p}: line {n} is not '__label__<class> <text>', so this is not the file the book "
+                                "expects; reinstall gensim (pip install --force-reinstall gensim)")
         labels.append(tag[len("__label__"):])
         texts.append(text.strip())
     return texts, labels
