@@ -333,14 +333,32 @@ class Word2Vec(torch.nn.Module):
                 run_loss += loss
                 run_n += len(centre)
                 if (b + 1) % log_every == 0:
+                    self._check_diverged(run_loss / run_n, epoch, b)
                     self.history["loss"].append(run_loss / run_n)
                     run_loss, run_n = 0.0, 0
+            self._check_diverged(run_loss / max(run_n, 1), epoch, b)
             self.words_trained += len(ids)
             bar.update(1)
         bar.close()
         if not self.history["loss"]:  # tiny corpora: fewer batches than log_every
             self.history["loss"].append(run_loss / max(run_n, 1))
         return self.history
+
+    def _check_diverged(self, mean_loss: float, epoch: int, batch: int) -> None:
+        """Stop with advice when training has diverged.
+
+        Random vectors score every pair near 0, a loss of ``(negative + 1) log 2`` per example;
+        training lowers it. A mean ten times higher (or NaN) means the updates blew up.
+        """
+        c = self.config
+        bound = 10 * (c["negative"] + 1) * math.log(2)
+        if math.isfinite(mean_loss) and mean_loss <= bound:
+            return
+        raise FloatingPointError(
+            f"word2vec diverged (mean loss {mean_loss:.3g} per example, random vectors give "
+            f"{bound / 10:.2f}) by epoch {epoch}, batch {batch}: a batch of {c['batch_size']} examples updates "
+            f"each of the {len(self.vocab)} words' vectors many times at once. Lower batch_size (to about "
+            f"8 x the vocabulary size) or alpha (now {c['alpha']}).")
 
     # --- using the vectors ---------------------------------------------------------------
 

@@ -1,5 +1,7 @@
 """minilib.word2vec: gensim's definitions (vocabulary, subsampling, noise table), the pair
 generator, training on tiny data, parity with gensim on a slice of the book corpus, save/load."""
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -216,3 +218,14 @@ def test_save_load_roundtrip_and_mismatch(tmp_path):
         Word2Vec.load(tmp_path / "b")
     with pytest.raises(FileNotFoundError, match="save"):
         Word2Vec.load(tmp_path / "missing")
+
+
+def test_divergence_stops_with_advice():
+    # Eight words and batches of 4,096 pairs: every vector gets hundreds of updates at once and blows up.
+    rng = np.random.default_rng(0)
+    docs = [[str(w) for w in rng.integers(0, 8, 20)] for _ in range(3000)]
+    model = Word2Vec(Vocab.build(docs, min_count=1), dim=16, epochs=3, seed=0, batch_size=4096)
+    with pytest.raises(FloatingPointError, match="Lower batch_size"):
+        model.fit(docs, progress=False)
+    small = Word2Vec(Vocab.build(docs, min_count=1), dim=16, epochs=3, seed=0, batch_size=64)
+    assert small.fit(docs, progress=False)["loss"][-1] < (5 + 1) * math.log(2)  # the fix works: below random vectors
