@@ -10,13 +10,6 @@ from scipy.special import psi
 from minilib.docvec import LDA, PVDBOW, digamma_series, dirichlet_expectation
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def topical_docs(n_docs=40, length=60, seed=0):
     """Documents from 4 topics: each draws 70 % of its words from its topic's 12 words, 30 % from 10 shared ones."""

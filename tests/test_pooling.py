@@ -19,13 +19,6 @@ from minilib import pooling, transformer as tr
 from minilib.pooling import TransformerEmbedder, Whitening, WordVectorEmbedder
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 # A batch of two texts: the first has 3 tokens, the second 2 tokens and one padding position
 # whose values are huge, so any pooling that lets padding in gives a visibly wrong answer.

@@ -22,15 +22,6 @@ from minilib.transformer import (
 transformers = pytest.importorskip("transformers")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tensors this small run as fast on one thread, and one thread keeps the file fast when other
-    # jobs share the CPU (two threads on a busy machine spend their time waiting for each other).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def tiny(**kw) -> TransformerConfig:
     base = dict(vocab_size=50, d_model=32, n_layers=2, n_heads=4, d_ff=48, max_len=16, dropout=0.0)

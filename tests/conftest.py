@@ -1,0 +1,20 @@
+"""Shared set-up of the unit tests: offline Hugging Face libraries and one torch thread."""
+import os
+
+# Everything the tests load comes from pip packages (minilib.data): never reach for the model hub.
+for key, value in {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+                   "TRANSFORMERS_VERBOSITY": "error"}.items():
+    os.environ.setdefault(key, value)
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # The tests' tensors are small: one thread is as fast, and it keeps the suite fast when other jobs
+    # (or the other pytest-xdist worker) share the CPU; two threads on a busy machine mostly wait.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
