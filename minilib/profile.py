@@ -118,6 +118,9 @@ def setup(seed: int = 0, profile: str | None = None, device: str | None = None, 
     if dev.type == "cpu":
         # Two quick runs must print the same numbers: keep CPU kernels deterministic.
         torch.use_deterministic_algorithms(True, warn_only=True)
+        threads = cpu_threads()
+        if threads is not None:
+            torch.set_num_threads(threads)
     _current = Profile(name=name, device=dev, seed=seed)
     if verbose:
         gpu = f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else ""
@@ -126,6 +129,27 @@ def setup(seed: int = 0, profile: str | None = None, device: str | None = None, 
     if os.environ.get("MINILIB_METRICS_FILE"):
         record(profile=name, device=describe_device(dev))
     return _current
+
+
+def cpu_threads() -> int | None:
+    """The number of CPU threads torch should use, from ``MINILIB_THREADS``; ``None`` keeps torch's default.
+
+    When several notebooks run side by side (the test script runs two at once on two cores), each
+    one using every core makes the threads wait on each other, and some training loops run ten times
+    slower. ``scripts/test.sh`` and ``scripts/run_notebook.sh`` therefore set ``MINILIB_THREADS=1``,
+    which also makes the checked outputs independent of the machine's core count.
+    """
+    value = os.environ.get("MINILIB_THREADS", "").strip()
+    if not value:
+        return None
+    try:
+        threads = int(value)
+    except ValueError:
+        threads = 0
+    if threads < 1:
+        raise ValueError(f"MINILIB_THREADS must be a whole number of threads, at least 1, got {value!r}; "
+                         "unset it to let torch use every core")
+    return threads
 
 
 def describe_device(dev: torch.device) -> str:

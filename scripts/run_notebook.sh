@@ -6,6 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 py=${PY:-.venv/bin/python}
 export MINILIB_PROFILE=${MINILIB_PROFILE:-quick} HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+# One torch thread on the CPU, as scripts/test.sh runs them: the checked outputs then do not depend on
+# the core count, and two notebooks side by side do not fight over the cores.
+export MINILIB_THREADS=${MINILIB_THREADS:-1}
 for nb in "$@"; do
   t0=$(date +%s)
   "$py" -m jupyter execute --inplace --timeout=1200 --kernel_name=python3 "$nb"

@@ -63,3 +63,22 @@ def test_record_merges_metrics_into_the_file(tmp_path, monkeypatch):
     assert json.loads(out.read_text()) == {"acc": 0.1235, "name": "glove", "rho": 0.5}
     with pytest.raises(TypeError, match="number or a string"):
         profile.record(bad=[1, 2])
+
+
+def test_minilib_threads_sets_torch_threads_and_rejects_nonsense(monkeypatch):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.delenv("MINILIB_THREADS", raising=False)
+        assert profile.cpu_threads() is None
+        monkeypatch.setenv("MINILIB_THREADS", "1")
+        assert profile.cpu_threads() == 1
+        profile.setup(seed=0, device="cpu", verbose=False)
+        assert torch.get_num_threads() == 1
+        for bad in ("0", "two", "-3"):
+            monkeypatch.setenv("MINILIB_THREADS", bad)
+            with pytest.raises(ValueError, match="MINILIB_THREADS"):
+                profile.cpu_threads()
+    finally:
+        torch.set_num_threads(before)
