@@ -36,7 +36,9 @@ def run_one(nb: Path, profile: str) -> dict:
         metrics_file = Path(tmp) / "metrics.json"
         env = {**os.environ, "MINILIB_PROFILE": profile, "MINILIB_METRICS_FILE": str(metrics_file),
                "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-               "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
+               "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+               # one torch thread on a CPU, as the checked outputs were made (scripts/run_notebook.sh)
+               "MINILIB_THREADS": os.environ.get("MINILIB_THREADS", "1")}
         cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
                "--nbval-current-env", "--nbval-cell-timeout=3600", f"--nbval-sanitize-with={sanitize}", str(nb)]
         t0 = time.perf_counter()

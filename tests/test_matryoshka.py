@@ -1,0 +1,159 @@
+"""Tests of minilib.matryoshka: truncation, the nested loss, 2D pairs and loss, layer vectors, retention."""
+import functools
+
+import numpy as np
+import pytest
+import torch
+
+from minilib import bench, contrastive, matryoshka
+from minilib.transformer import Transformer, TransformerConfig
+
+nce = functools.partial(contrastive.info_nce, temperature=0.05)
+
+
+def _qk(B=6, D=24, M=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(B, D, generator=g), torch.randn(B + M, D, generator=g)
+
+
+def test_truncate_keeps_the_prefix_and_renormalises():
+    x = torch.randn(5, 12)
+    t = matryoshka.truncate(x, 4)
+    assert t.shape == (5, 4)
+    torch.testing.assert_close(t.norm(dim=1), torch.ones(5))
+    torch.testing.assert_close(t, x[:, :4] / x[:, :4].norm(dim=1, keepdim=True))
+    a = matryoshka.truncate(x.numpy(), 4)
+    assert isinstance(a, np.ndarray) and np.allclose(a, t.numpy(), atol=1e-6)
+    assert torch.equal(matryoshka.truncate(x, 4, normalize=False), x[:, :4])
+
+
+@pytest.mark.parametrize("d", [0, 13, 2.5, True])
+def test_truncate_rejects_bad_widths(d):
+    with pytest.raises(ValueError, match="between 1 and"):
+        matryoshka.truncate(torch.randn(3, 12), d)
+
+
+def test_truncate_rejects_bad_input():
+    with pytest.raises(ValueError, match="matrix"):
+        matryoshka.truncate(torch.randn(12), 4)
+    with pytest.raises(TypeError):
+        matryoshka.truncate([[1.0, 2.0]], 1)
+
+
+def test_check_dims_sorts_and_validates():
+    assert matryoshka.check_dims([64, 16, 32], 64) == (16, 32, 64)
+    with pytest.raises(ValueError, match="empty"):
+        matryoshka.check_dims([])
+    with pytest.raises(ValueError, match="exceed"):
+        matryoshka.check_dims([16, 128], 64)
+    with pytest.raises(ValueError, match="twice"):
+        matryoshka.check_dims([16, 16])
+    with pytest.raises(ValueError, match="positive"):
+        matryoshka.check_dims([0, 16])
+
+
+def test_matryoshka_loss_is_the_sum_of_prefix_losses():
+    q, k = _qk()
+    dims = (4, 8, 24)
+    expected = sum(nce(q[:, :m], k[:, :m]) for m in dims)
+    torch.testing.assert_close(matryoshka.matryoshka_loss(nce, dims)(q, k), expected)
+    w = (2.0, 0.5, 1.0)
+    expected_w = sum(wm * nce(q[:, :m], k[:, :m]) for m, wm in zip(dims, w))
+    torch.testing.assert_close(matryoshka.matryoshka_loss(nce, dims, w)(q, k), expected_w)
+    # one size, the full width: the base loss itself
+    torch.testing.assert_close(matryoshka.matryoshka_loss(nce, (24,))(q, k), nce(q, k))
+
+
+def test_matryoshka_loss_errors():
+    q, k = _qk(D=16)
+    with pytest.raises(ValueError, match="exceed"):
+        matryoshka.matryoshka_loss(nce, (8, 32))(q, k)
+    with pytest.raises(ValueError, match="one weight per dim"):
+        matryoshka.matryoshka_loss(nce, (8, 16), weights=(1.0,))
+    with pytest.raises(TypeError):
+        matryoshka.matryoshka_loss("info_nce", (8,))
+
+
+def test_matryoshka_loss_gradients_reach_only_used_coordinates():
+    q, k = _qk(D=16)
+    q.requires_grad_(True)
+    matryoshka.matryoshka_loss(nce, (4, 8))(q, k).backward()
+    assert q.grad[:, 8:].abs().max() == 0 and q.grad[:, :8].abs().max() > 0
+
+
+def test_scaled_pairs_for_minilm_halve_starbucks():
+    assert matryoshka.scaled_pairs(12, 768) == matryoshka.STARBUCKS_PAIRS
+    assert matryoshka.scaled_pairs(6, 384) == ((1, 16), (2, 32), (3, 64), (4, 128), (5, 256), (6, 384))
+    with pytest.raises(ValueError):
+        matryoshka.scaled_pairs(0, 384)
+    with pytest.raises(ValueError, match="outside"):
+        matryoshka.scaled_pairs(6, 384, pairs=[(13, 32)])
+
+
+def test_2d_loss_is_the_sum_over_pairs():
+    g = torch.Generator().manual_seed(1)
+    ql, kl = torch.randn(3, 5, 16, generator=g), torch.randn(3, 7, 16, generator=g)
+    pairs = [(1, 4), (2, 8), (3, 16)]
+    expected = sum(nce(ql[l - 1, :, :m], kl[l - 1, :, :m]) for l, m in pairs)
+    torch.testing.assert_close(matryoshka.matryoshka_2d_loss(nce, pairs)(ql, kl), expected)
+    # the single (last layer, full width) pair is the plain loss on the last layer
+    torch.testing.assert_close(matryoshka.matryoshka_2d_loss(nce, [(3, 16)])(ql, kl), nce(ql[-1], kl[-1]))
+
+
+def test_2d_loss_errors():
+    ql = torch.randn(2, 4, 8)
+    with pytest.raises(ValueError, match="exceed"):
+        matryoshka.matryoshka_2d_loss(nce, [(3, 8)])(ql, ql)
+    with pytest.raises(ValueError, match="empty"):
+        matryoshka.matryoshka_2d_loss(nce, [])
+    with pytest.raises(ValueError, match="layers, n, dim"):
+        matryoshka.matryoshka_2d_loss(nce, [(1, 8)])(ql[0], ql[0])
+
+
+class _Tok:
+    """A toy tokenizer: one id per word (hash), right padding."""
+
+    def encode_batch(self, texts, max_len, truncate=True):
+        rows = [[2 + (sum(map(ord, w)) % 40) for w in t.split()][:max_len] for t in texts]
+        T = max(len(r) for r in rows)
+        ids = torch.zeros(len(rows), T, dtype=torch.long)
+        mask = torch.zeros(len(rows), T, dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, :len(r)], mask[i, :len(r)] = torch.tensor(r), 1
+        return ids, mask
+
+
+def test_layer_embeddings_match_a_manual_forward_in_input_order():
+    torch.manual_seed(0)
+    cfg = TransformerConfig(vocab_size=50, d_model=16, n_layers=2, n_heads=2, d_ff=32, max_len=16)
+    model = Transformer(cfg)
+    texts = ["a much longer text with many words here", "short one", "mid size text"]
+    X = matryoshka.layer_embeddings(model, _Tok(), texts, max_len=16, batch_size=2)
+    assert X.shape == (2, 3, 16)
+    model.eval()
+    for i, t in enumerate(texts):
+        ids, mask = _Tok().encode_batch([t], 16)
+        _, hidden = model(ids, attention_mask=mask, output_hidden_states=True)
+        for layer in (1, 2):
+            torch.testing.assert_close(X[layer - 1, i], hidden[layer][0].mean(0), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="empty"):
+        matryoshka.layer_embeddings(model, _Tok(), [])
+    with pytest.raises(TypeError):
+        matryoshka.layer_embeddings(model, _Tok(), "one text")
+
+
+def test_retention_curve_on_a_toy_sts_task():
+    rng = np.random.default_rng(0)
+    texts = [f"text {i}" for i in range(12)]
+    X = rng.normal(size=(12, 8)).astype(np.float32)
+    U = X / np.linalg.norm(X, axis=1, keepdims=True)
+    gold = U @ U.T  # the cosines themselves: the full width scores Spearman 1
+    task = bench.MatrixSTSTask("toy", texts, gold, n_boot=50)
+    curve = matryoshka.retention_curve(texts, X, task, (2, 4))
+    assert list(curve) == [8, 4, 2]
+    assert curve[8]["retention"] == 1.0 and curve[8]["score"] > 0.99
+    assert all(0 < curve[d]["retention"] <= 1.0 + 1e-9 for d in (2, 4))
+    with pytest.raises(ValueError, match="exceed"):
+        matryoshka.retention_curve(texts, X, task, (16,))
+    with pytest.raises(ValueError, match="len\\(texts\\)"):
+        matryoshka.retention_curve(texts[:3], X, task, (2,))
