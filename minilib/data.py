@@ -148,6 +148,20 @@ SOURCES: dict[str, Source] = {s.name: s for s in [
            deb="dict-gcide", deb_dir="/usr/share/dictd",
            deb_url="https://deb.debian.org/debian/pool/main/d/dict-gcide/dict-gcide_0.48.5+nmu2_all.deb",
            extra={"deb_member": "./usr/share/dictd/gcide.dict.dz"}),
+    Source("fashion_mnist", "Fashion-MNIST (Xiao et al. 2017): 60,000 training and 10,000 test 28x28 greyscale "
+                            "images of clothing in 10 classes, as Debian ships them (IDX files, gzip)",
+           "MIT",
+           {"train_images": ("train-images-idx3-ubyte.gz",
+                             "b0564c3eedabfbf835052cff8503ea422014ce006caf5b757f851416ee8300c7"),
+            "train_labels": ("train-labels-idx1-ubyte.gz",
+                             "0ae29f65d86684f32d1b9c85147786c547b9c6aebcaf235f0400a0cce308b056"),
+            "test_images": ("t10k-images-idx3-ubyte.gz",
+                            "cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa"),
+            "test_labels": ("t10k-labels-idx1-ubyte.gz",
+                            "8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05")},
+           deb="dataset-fashion-mnist", deb_dir="/usr/share/datasets/fashion-mnist",
+           notes="Debian recompresses the upstream files, so their checksums differ from the GitHub release's; "
+                 "the pixels and labels are the same. Chapter 14 uses it in the full profile"),
     Source("minilm", "all-MiniLM-L6-v2 (Reimers & Gurevych): a 6-layer, 384-d BERT sentence embedder with mean "
                      "pooling, its WordPiece vocabulary and sentence-transformers configuration",
            "Apache-2.0 (model); package MIT",
@@ -587,6 +601,39 @@ CORPUS_PARTS = {"quick": ("wikipedia",), "full": ("wikipedia", "bbc_news", "kjv"
 _CORPUS_VERSION = 3  # bump when the cleaning changes: old caches are then ignored
 
 
+FASHION_CLASSES = ("t-shirt", "trouser", "pullover", "dress", "coat",
+                   "sandal", "shirt", "sneaker", "bag", "ankle boot")
+
+
+def read_idx(path) -> np.ndarray:
+    """Read an IDX file (the MNIST format, optionally gzipped): a uint8 array of the stored shape."""
+    path = Path(path)
+    raw = gzip.open(path, "rb").read() if path.suffix == ".gz" else path.read_bytes()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise ValueError(f"{path} is not an IDX file of unsigned bytes (bad magic number)")
+    ndim = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    body = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(shape)):
+        raise ValueError(f"{path}: header says {shape} but the file holds {body.size} bytes of data")
+    return body.reshape(shape)
+
+
+def fashion_mnist(split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+    """Fashion-MNIST ``split`` ("train" or "test"): images uint8 (n, 28, 28) and labels int64 (n,)
+    indexing :data:`FASHION_CLASSES`.
+
+    Defined in chapter 14."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    f = files("fashion_mnist")
+    images = read_idx(f[f"{split}_images"])
+    labels = read_idx(f[f"{split}_labels"]).astype(np.int64)
+    if images.shape[0] != labels.shape[0]:
+        raise ValueError(f"Fashion-MNIST {split}: {images.shape[0]} images but {labels.shape[0]} labels")
+    return images, labels
+
+
 def _corpus_part(part: str) -> list[list[str]]:
     if part == "wikipedia":
         arts = wiki_articles(path("enwiki_sample"))
@@ -661,11 +708,14 @@ def load(name: str, **kwargs):
     ``bbc_news``              ``(texts, labels)``, 2,225 articles
     ``kjv``, ``gcide``        ``list[str]``: chapters, dictionary entries
     ``en_it_vectors``         ``{"en": (words, (20, 300)), "it": (...), "pairs": [(en, it), ...]}``
+    ``fashion_mnist``         ``(images uint8 (n, 28, 28), labels int64 (n,))`` (``split="train"|"test"``)
     ``minilm``                ``Path`` of the verified all-MiniLM-L6-v2 folder (config, weights, vocab)
     ========================  =========================================================
     """
     if name == "book_corpus":
         return book_corpus(**kwargs)
+    if name == "fashion_mnist":
+        return fashion_mnist(**kwargs)
     info(name)  # unknown names get the helpful error
     if kwargs:
         raise TypeError(f"load({name!r}) takes no options, got {sorted(kwargs)}")

@@ -329,3 +329,43 @@ def test_minilm_folder_is_verified_and_loadable():
     cfg = json.loads((folder / "config.json").read_text())
     assert (cfg["hidden_size"], cfg["num_hidden_layers"], cfg["vocab_size"]) == (384, 6, 30522)
     assert len((folder / "vocab.txt").read_text(encoding="utf-8").splitlines()) == 30522
+
+
+# --- Fashion-MNIST (chapter 14) -----------------------------------------------------------
+
+def _write_idx(path, arr):
+    import gzip as _gzip
+    import numpy as _np
+    arr = _np.asarray(arr, dtype=_np.uint8)
+    header = bytes([0, 0, 8, arr.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
+    with _gzip.open(path, "wb") as fh:
+        fh.write(header + arr.tobytes())
+
+
+def test_read_idx_round_trip_and_bad_magic(tmp_path):
+    import numpy as _np
+    arr = _np.arange(2 * 3 * 4, dtype=_np.uint8).reshape(2, 3, 4)
+    _write_idx(tmp_path / "x-idx3-ubyte.gz", arr)
+    assert _np.array_equal(data.read_idx(tmp_path / "x-idx3-ubyte.gz"), arr)
+    (tmp_path / "bad").write_bytes(b"\x01\x02\x03\x04")
+    with pytest.raises(ValueError, match="magic"):
+        data.read_idx(tmp_path / "bad")
+
+
+def test_fashion_mnist_missing_names_the_debian_package(monkeypatch):
+    monkeypatch.setitem(data.SOURCES, "fashion_mnist",
+                        Source(**{**data.SOURCES["fashion_mnist"].__dict__, "deb_dir": "/nonexistent"}))
+    with pytest.raises(MissingSourceError, match="apt-get install dataset-fashion-mnist"):
+        data.load("fashion_mnist")
+    with pytest.raises(ValueError, match="split"):
+        data.fashion_mnist("validation")
+
+
+@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").exists(),
+                    reason="Debian dataset-fashion-mnist not installed")
+def test_fashion_mnist_test_split():
+    images, labels = data.load("fashion_mnist", split="test")
+    assert images.shape == (10000, 28, 28) and images.dtype.name == "uint8"
+    assert labels.shape == (10000,) and labels.dtype.name == "int64"
+    assert sorted(set(labels.tolist())) == list(range(10)) and len(data.FASHION_CLASSES) == 10
+    assert (labels == 0).sum() == 1000   # the test split is balanced: 1,000 per class

@@ -1,0 +1,261 @@
+"""Tests for minilib.clip: the symmetric loss, the learnable temperature, the towers' shapes,
+the caption tokenizer, training, zero-shot, retrieval and the binding probe (tiny sizes)."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from minilib import clip, shapes
+
+
+def _tiny(dim=16, tower="vit"):
+    tok = clip.CaptionTokenizer.default()
+    image = clip.ImageViT(16, 8, 16, 1, 2, dim) if tower == "vit" else clip.ImageCNN(16, 8, dim)
+    return clip.CLIP(image, clip.TextTower(tok.vocab_size, 16, 1, 2, dim, max_len=16), tok)
+
+
+def _reference_loss(img, txt, scale):
+    # The loss written as CLIP's paper pseudo-code does, one row at a time.
+    img, txt = F.normalize(img, dim=-1), F.normalize(txt, dim=-1)
+    logits = scale * img @ txt.T
+    B = len(img)
+    i2t = -sum(torch.log_softmax(logits[i], 0)[i] for i in range(B)) / B
+    t2i = -sum(torch.log_softmax(logits[:, j], 0)[j] for j in range(B)) / B
+    return (i2t + t2i) / 2
+
+
+def test_clip_loss_matches_reference_and_is_symmetric():
+    g = torch.Generator().manual_seed(0)
+    img, txt = torch.randn(6, 8, generator=g), torch.randn(6, 8, generator=g)
+    scale = torch.tensor(10.0)
+    loss = clip.clip_loss(img, txt, scale)
+    torch.testing.assert_close(loss, _reference_loss(img, txt, scale))
+    # Swapping the roles of images and texts gives the same loss (the two directions are averaged).
+    torch.testing.assert_close(loss, clip.clip_loss(txt, img, scale))
+    # Permuting the pairs together changes nothing.
+    perm = torch.randperm(6, generator=g)
+    torch.testing.assert_close(loss, clip.clip_loss(img[perm], txt[perm], scale))
+
+
+def test_clip_loss_equals_chapter_08_info_nce_symmetric():
+    contrastive = pytest.importorskip("minilib.contrastive")
+    g = torch.Generator().manual_seed(1)
+    img, txt = torch.randn(5, 8, generator=g), torch.randn(5, 8, generator=g)
+    ours = clip.clip_loss(img, txt, torch.tensor(1 / 0.07))
+    theirs = contrastive.info_nce(img, txt, temperature=0.07, symmetric=True)
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+
+
+def test_clip_loss_hard_negatives_only_raise_the_image_to_text_term():
+    g = torch.Generator().manual_seed(2)
+    img, txt, neg = torch.randn(4, 8, generator=g), torch.randn(4, 8, generator=g), torch.randn(3, 8, generator=g)
+    scale = torch.tensor(5.0)
+    plain = clip.clip_loss(img, txt, scale)
+    with_neg = clip.clip_loss(img, txt, scale, neg)
+    assert with_neg > plain
+    # By hand: the image->text softmax runs over B + M captions, the text->image one over B images.
+    i, t, n = (F.normalize(x, dim=-1) for x in (img, txt, neg))
+    logits = scale * i @ torch.cat([t, n]).T
+    target = torch.arange(4)
+    expected = (F.cross_entropy(logits, target) + F.cross_entropy(logits[:, :4].T, target)) / 2
+    torch.testing.assert_close(with_neg, expected)
+
+
+def test_clip_loss_bad_input():
+    with pytest.raises(ValueError, match="same shape"):
+        clip.clip_loss(torch.randn(4, 8), torch.randn(4, 6), torch.tensor(1.0))
+    with pytest.raises(ValueError, match="at least 2"):
+        clip.clip_loss(torch.randn(1, 8), torch.randn(1, 8), torch.tensor(1.0))
+
+
+def test_temperature_is_learnable_log_parametrised_and_clamped():
+    model = _tiny()
+    assert model.logit_scale.requires_grad
+    assert math.isclose(model.temperature(), 0.07, rel_tol=1e-5)
+    images = shapes.make_dataset(4, seed=0, size=16).images
+    texts = ["a small red circle on the left", "a large blue square on the right",
+             "a small green triangle on the left", "a large yellow diamond on the right"]
+    loss = clip.clip_loss(model.image_tower(images), model._text_features(texts), model.scale())
+    loss.backward()
+    assert model.logit_scale.grad is not None and model.logit_scale.grad.abs() > 0
+    with torch.no_grad():
+        model.logit_scale.fill_(10.0)       # exp(10) > 100: clamped like CLIP
+    assert float(model.scale().detach()) == 100.0
+    with pytest.raises(ValueError, match="init_temperature"):
+        clip.CLIP(model.image_tower, model.text_tower, model.tokenizer, init_temperature=0.0)
+
+
+@pytest.mark.parametrize("tower", ["vit", "cnn"])
+def test_encoder_shapes_and_unit_rows(tower):
+    model = _tiny(tower=tower).eval()
+    images = torch.rand(3, 3, 16, 16)
+    e = model.encode_image(images)
+    assert e.shape == (3, 16) and model.dim == 16
+    torch.testing.assert_close(e.norm(dim=1), torch.ones(3))
+    t = model.encode_text(["a red circle", "a handwritten seven"])
+    assert t.shape == (2, 16)
+    torch.testing.assert_close(t.norm(dim=1), torch.ones(2))
+    hidden, mask = model.encode_text_tokens(["a red circle", "a large blue square left of a small red circle"])
+    assert hidden.shape == (2, mask.shape[1], 16) and mask.tolist()[0][:4] == [1, 1, 1, 1] and mask[0, -1] == 0
+    with pytest.raises(ValueError, match=r"\(B, C, 16, 16\)"):
+        model.encode_image(torch.rand(3, 16, 16))
+    with pytest.raises(TypeError, match="wrap it"):
+        model.encode_text("a red circle")
+
+
+def test_vit_rejects_a_patch_that_does_not_divide_the_image():
+    with pytest.raises(ValueError, match="multiple of patch"):
+        clip.ImageViT(30, 8)
+
+
+def test_caption_tokenizer():
+    tok = clip.CaptionTokenizer.from_texts(["a red circle", "a blue square"])
+    ids, mask = tok.encode_batch(["a red circle", "a square"])
+    assert ids.shape == mask.shape == (2, 4)
+    assert ids[:, 0].tolist() == [tok.cls_id] * 2 and ids[1, 3] == tok.pad_id and mask[1].tolist() == [1, 1, 1, 0]
+    with pytest.raises(KeyError, match="from_texts"):
+        tok.encode("a green circle")
+    default = clip.CaptionTokenizer.default()
+    default.encode_batch(["a photo of a t-shirt", "a handwritten nine", "a small red circle above a large blue square"])
+
+
+def test_training_lowers_the_loss_learns_the_temperature_and_is_deterministic():
+    data = shapes.make_dataset(64, seed=0, size=16, n_objects=2)
+
+    def run():
+        torch.manual_seed(0)
+        model = _tiny()
+        h = clip.train_clip(model, data, steps=12, batch_size=16, lr=3e-3, seed=0, device="cpu", progress=False,
+                            hard_negatives=True)
+        return model, h
+
+    model, h = run()
+    assert len(h["loss"]) == len(h["temperature"]) == 12
+    assert sum(h["loss"][-3:]) / 3 < sum(h["loss"][:3]) / 3
+    assert h["temperature"][-1] != pytest.approx(0.07, abs=1e-6)
+    _, h2 = run()
+    assert h2["loss"] == h["loss"]
+    with pytest.raises(ValueError, match="two objects"):
+        clip.train_clip(_tiny(), shapes.make_dataset(8, seed=0, size=16), steps=1, batch_size=4, lr=1e-3,
+                        device="cpu", progress=False, hard_negatives=True)
+    with pytest.raises(ValueError, match="batch_size"):
+        clip.train_clip(_tiny(), (data.images, data.captions), steps=1, batch_size=1, lr=1e-3, device="cpu",
+                        progress=False)
+
+
+class _Oracle(torch.nn.Module):
+    """A 'model' whose image and text vectors are one-hot codes of the caption: perfect by construction."""
+
+    def __init__(self, captions):
+        super().__init__()
+        self.codes = {c: i for i, c in enumerate(dict.fromkeys(captions))}
+        self.dim = len(self.codes)
+        self.logit_scale = torch.nn.Parameter(torch.tensor(0.0))
+
+    def eval(self):
+        return self
+
+    def encode_image(self, images):
+        # Images carry their caption's code in pixel [0, 0, 0].
+        return F.one_hot(images[:, 0, 0, 0].long(), self.dim).float()
+
+    def encode_text(self, texts):
+        return torch.stack([F.one_hot(torch.tensor(self.codes.get(t, 0)), self.dim).float()
+                            if t in self.codes else torch.zeros(self.dim) for t in texts])
+
+
+def test_retrieval_recall_and_zero_shot_on_an_oracle():
+    captions = ["a", "b", "c", "a"]
+    oracle = _Oracle(captions)
+    images = torch.zeros(4, 1, 2, 2)
+    images[:, 0, 0, 0] = torch.tensor([0.0, 1.0, 2.0, 0.0])
+    r = clip.retrieval_recall(oracle, images, captions, ks=(1, 2))
+    assert r == {"i2t@1": 1.0, "t2i@1": 1.0, "i2t@2": 1.0, "t2i@2": 1.0}
+    assert clip.zero_shot_accuracy(oracle, images, [0, 1, 2, 0], ["a", "b", "c"], template="{}") == 1.0
+    assert clip.zero_shot_accuracy(oracle, images, [1, 1, 1, 1], ["a", "b", "c"], template="{}") == 0.25
+    with pytest.raises(ValueError, match="'{}'"):
+        clip.zero_shot_accuracy(oracle, images, [0, 1, 2, 0], ["a", "b", "c"], template="a photo")
+
+
+def test_binding_probe_is_chance_for_a_bag_of_words_model():
+    data = shapes.make_dataset(40, seed=0, size=16, n_objects=2)
+
+    class BagOfWords(_Oracle):
+        # Text vector = sum of word vectors: a hard negative (same words) gets the true caption's vector.
+        def encode_text(self, texts):
+            g = torch.Generator().manual_seed(0)
+            table = torch.randn(100, 8, generator=g)
+            vocab = {w: i for i, w in enumerate(sorted({w for t in data.captions for w in t.split()}))}
+            return F.normalize(torch.stack([table[[vocab[w] for w in sorted(t.split())]].sum(0) for t in texts]), dim=-1)
+
+        def encode_image(self, images):
+            return F.normalize(images.flatten(1)[:, :8] + 1.0, dim=-1)
+
+    bow = BagOfWords(data.captions)
+    # Ties (equal scores) count as failures, so a bag-of-words text tower scores 0 here, not 0.5.
+    assert clip.binding_probe(bow, data, "swap_attributes") == 0.0
+    assert clip.binding_probe(bow, data, "swap_order") == 0.0
+    with pytest.raises(ValueError, match="n_objects=2"):
+        clip.binding_probe(bow, shapes.make_dataset(4, seed=0, size=16))
+
+
+def test_digit_images():
+    images, labels, captions = clip.digit_images(size=16)
+    assert images.shape == (1797, 3, 16, 16) and labels.shape == (1797,)
+    assert 0.0 <= images.min() and images.max() <= 1.0
+    assert captions[int((labels == 7).nonzero()[0])] == "a handwritten seven"
+
+
+def test_shapes_clip_trains_once_then_loads_from_the_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("MINILIB_CACHE", str(tmp_path))
+    tiny = dict(n_one=16, n_two=16, size=16, patch=8, width=16, depth=1, heads=2, dim=16,
+                text_width=16, text_depth=1, steps=3, batch_size=8, lr=1e-3)
+    monkeypatch.setitem(clip.SHAPES_RECIPE, "quick", tiny)
+    a = clip.shapes_clip("quick", device="cpu", hard_negatives=True, progress=False)
+    assert len(a.history["loss"]) == 3 and len(a.history["temperature"]) == 3
+    assert len(list((tmp_path / "derived").glob("ch14-clip-cnn-neg-quick-*.safetensors"))) == 1
+    b = clip.shapes_clip("quick", device="cpu", hard_negatives=True, progress=False)
+    for (k, v), (_, w) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(v, w), k
+    with pytest.raises(ValueError, match="profile"):
+        clip.shapes_clip("huge")
+
+
+@pytest.fixture(scope="module")
+def locked():
+    pytest.importorskip("safetensors")
+    try:
+        torch.manual_seed(0)
+        return clip.LockedTextCLIP(clip.ImageViT(16, 8, 16, 1, 2, 16))
+    except Exception as e:  # the real MiniLM weights are a declared dependency; say why if they are absent
+        pytest.skip(f"MiniLM not available: {e}")
+
+
+def test_locked_text_clip_freezes_minilm_and_trains_the_rest(locked):
+    frozen = [p for p in locked.text_tower.minilm.parameters()]
+    assert frozen and not any(p.requires_grad for p in frozen)
+    assert locked.text_tower.proj.weight.requires_grad and locked.logit_scale.requires_grad
+    locked.train()
+    assert not locked.text_tower.minilm.training        # locked: stays in eval mode
+    t = locked.encode_text(["a small red circle on the left", "a large blue square on the right"])
+    assert t.shape == (2, 16)
+    torch.testing.assert_close(t.norm(dim=1), torch.ones(2))
+    hidden, mask = locked.encode_text_tokens(["a red circle"])
+    assert hidden.shape == (1, mask.shape[1], 384)
+    data = shapes.make_dataset(16, seed=0, size=16)
+    before = {k: v.clone() for k, v in locked.text_tower.minilm.state_dict().items()}
+    clip.train_clip(locked, data, steps=2, batch_size=8, lr=1e-3, device="cpu", progress=False)
+    after = locked.text_tower.minilm.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_fashion_images():
+    from pathlib import Path
+    if not Path("/usr/share/datasets/fashion-mnist").exists():
+        pytest.skip("Debian dataset-fashion-mnist not installed")
+    images, labels, captions = clip.fashion_images("test", size=32, n=20)
+    assert images.shape == (20, 3, 32, 32) and labels.shape == (20,)
+    assert images[:, :, :2].abs().sum() == 0          # the 2-pixel black border
+    assert captions[0].startswith("a photo of a ")
+    clip.CaptionTokenizer.default().encode_batch(captions)
