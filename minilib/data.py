@@ -408,11 +408,33 @@ def path(name: str) -> Path:
     return next(iter(found.values()))
 
 
+def _build_isolated(build: Callable[[Path], None], tmp: Path) -> None:
+    """``build(tmp)`` on one torch CPU thread, with the caller's random states restored after it."""
+    import random
+
+    import torch
+
+    py_state, np_state, threads = random.getstate(), np.random.get_state(), torch.get_num_threads()
+    try:
+        with torch.random.fork_rng():   # torch's CPU generator, and CUDA's where it is in use
+            torch.set_num_threads(1)
+            build(tmp)
+    finally:
+        torch.set_num_threads(threads)
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+
+
 def cached_derived(key: str, build: Callable[[Path], None]) -> Path:
     """A derived file in the cache, built by ``build(tmp_path)`` if absent or corrupt.
 
     The file is written atomically and a ``.sha256`` file beside it records its checksum;
     a file that no longer matches is rebuilt with a warning.
+
+    A cache miss must not change what a notebook computes next, nor what the file holds: the
+    build runs with torch on one CPU thread (float sums then do not depend on the core count or
+    on which process happened to build first), and the caller's random states (Python, NumPy,
+    torch) are put back afterwards, so a cold cache and a warm one leave the same draws to come.
     """
     dest = cache_dir() / "derived" / key
     sidecar = dest.with_name(dest.name + ".sha256")
@@ -420,7 +442,7 @@ def cached_derived(key: str, build: Callable[[Path], None]) -> Path:
         if sha256_file(dest) == sidecar.read_text().split()[0]:
             return dest
         warnings.warn(f"cache file {dest} is corrupt (checksum mismatch): rebuilding it")
-    _atomic_write(dest, build)
+    _atomic_write(dest, lambda tmp: _build_isolated(build, tmp))
     _atomic_write(sidecar, lambda tmp: tmp.write_text(f"{sha256_file(dest)}  {dest.name}\n"))
     return dest
 

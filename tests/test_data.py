@@ -245,6 +245,41 @@ def test_corrupt_derived_cache_is_rebuilt(cache):
     assert p.read_text() == "hello\n" and len(calls) == 2
 
 
+def test_a_cache_miss_leaves_the_callers_random_state_and_threads_alone(cache):
+    """A cold cache and a warm one must leave a notebook the same random draws, and the file must not
+    depend on the builder's thread count."""
+    import random
+
+    import torch
+
+    seen = []
+
+    def build(tmp):
+        seen.append(torch.get_num_threads())
+        torch.manual_seed(123)                       # builders reseed and draw, as book_models does
+        torch.rand(5), np.random.rand(5), random.random()
+        tmp.write_text("built\n")
+
+    threads = torch.get_num_threads()
+    torch.manual_seed(0), np.random.seed(0), random.seed(0)
+    data.cached_derived("rng.txt", build)            # a miss: built here
+    cold = (torch.rand(3), np.random.rand(3), random.random())
+    torch.manual_seed(0), np.random.seed(0), random.seed(0)
+    data.cached_derived("rng.txt", build)            # a hit
+    warm = (torch.rand(3), np.random.rand(3), random.random())
+    assert seen == [1] and torch.get_num_threads() == threads
+    assert torch.equal(cold[0], warm[0]) and np.array_equal(cold[1], warm[1]) and cold[2] == warm[2]
+
+    def broken(tmp):
+        torch.manual_seed(5)
+        raise RuntimeError("interrupted")
+
+    torch.manual_seed(0)
+    with pytest.raises(RuntimeError):
+        data.cached_derived("broken-rng.txt", broken)
+    assert torch.equal(torch.rand(3), warm[0]) and torch.get_num_threads() == threads
+
+
 def test_failed_build_leaves_nothing_behind(cache):
     def build(tmp):
         tmp.write_text("half")
