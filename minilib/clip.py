@@ -604,18 +604,12 @@ def shapes_clip(profile: str = "quick", device=None, hard_negatives: bool = Fals
     r = {**SHAPES_RECIPE[profile], "text_position": text_position}
     device = torch.device(device) if device is not None else current().device
 
-    def build(p):
-        threads = torch.get_num_threads()
-        if device.type == "cpu":
-            torch.set_num_threads(1)   # weights independent of the core count
-        try:
-            torch.manual_seed(0)
-            model = shapes_model(r, tower)
-            hist = train_clip(model, shapes_training_data(profile), steps=r["steps"], batch_size=r["batch_size"],
-                              lr=r["lr"], seed=0, device=device, hard_negatives=hard_negatives, progress=progress,
-                              desc=f"shapes CLIP ({tower}{', NegCLIP' if hard_negatives else ''})")
-        finally:
-            torch.set_num_threads(threads)
+    def build(p):   # data.cached_derived runs it on one CPU thread: weights independent of the core count
+        torch.manual_seed(0)
+        model = shapes_model(r, tower)
+        hist = train_clip(model, shapes_training_data(profile), steps=r["steps"], batch_size=r["batch_size"],
+                          lr=r["lr"], seed=0, device=device, hard_negatives=hard_negatives, progress=progress,
+                          desc=f"shapes CLIP ({tower}{', NegCLIP' if hard_negatives else ''})")
         history = {k: hist[k] for k in ("loss", "temperature")}
         save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(p),
                   metadata={"history": json.dumps(history)})

@@ -919,34 +919,28 @@ def book_models(kind: str = "encoder", profile: str | None = None, device: str |
         cfg = TransformerConfig(vocab_size=tok.vocab_size, d_model=r["d_model"], n_layers=r["n_layers"],
                                 n_heads=r["n_heads"], d_ff=4 * r["d_model"], max_len=r["block"], dropout=r["dropout"],
                                 norm_first=False, causal=False, activation="gelu", position="rope", pad_id=tok.pad_id)
-        threads = torch.get_num_threads()
-        train_device = device if device.type != "cpu" else torch.device("cpu")
-        if train_device.type == "cpu":
-            torch.set_num_threads(1)
-        try:
-            torch.manual_seed(0)
-            if kind == "encoder":
-                model = MaskedLM(cfg)
-                gen = torch.Generator().manual_seed(0)
-                specials = [tok.pad_id, tok.mask_id, tok.bos_id, tok.eos_id]
+        # data.cached_derived runs this on one CPU thread: the weights do not depend on the core count.
+        torch.manual_seed(0)
+        if kind == "encoder":
+            model = MaskedLM(cfg)
+            gen = torch.Generator().manual_seed(0)
+            specials = [tok.pad_id, tok.mask_id, tok.bos_id, tok.eos_id]
 
-                def loss_fn(m, b):
-                    inputs, labels = train.mask_tokens(b, mask_id=tok.mask_id, vocab_size=tok.vocab_size,
-                                                       special_ids=specials, generator=gen)
-                    chosen = labels != train.IGNORE_INDEX
-                    return F.cross_entropy(m(inputs, select=chosen), labels[chosen])
+            def loss_fn(m, b):
+                inputs, labels = train.mask_tokens(b, mask_id=tok.mask_id, vocab_size=tok.vocab_size,
+                                                   special_ids=specials, generator=gen)
+                chosen = labels != train.IGNORE_INDEX
+                return F.cross_entropy(m(inputs, select=chosen), labels[chosen])
 
-                train.fit(model, train.Batches(blocks, r["batch_size"], seed=0), loss_fn, steps=r["steps_mlm"],
-                          lr=r["lr_mlm"], device=train_device, progress=progress, desc="chapter-06 masked LM")
-            else:
-                cfg = TransformerConfig(**{**asdict(cfg), "norm_first": True, "causal": True,
-                                           "activation": "gelu_tanh"})
-                model = CausalLM(cfg)
-                train.fit(model, train.Batches(blocks, r["batch_size"], seed=1),
-                          lambda m, b: train.causal_lm_loss(m(b), b), steps=r["steps_clm"], lr=r["lr_clm"],
-                          schedule="cosine", device=train_device, progress=progress, desc="chapter-06 causal LM")
-        finally:
-            torch.set_num_threads(threads)
+            train.fit(model, train.Batches(blocks, r["batch_size"], seed=0), loss_fn, steps=r["steps_mlm"],
+                      lr=r["lr_mlm"], device=device, progress=progress, desc="chapter-06 masked LM")
+        else:
+            cfg = TransformerConfig(**{**asdict(cfg), "norm_first": True, "causal": True,
+                                       "activation": "gelu_tanh"})
+            model = CausalLM(cfg)
+            train.fit(model, train.Batches(blocks, r["batch_size"], seed=1),
+                      lambda m, b: train.causal_lm_loss(m(b), b), steps=r["steps_clm"], lr=r["lr_clm"],
+                      schedule="cosine", device=device, progress=progress, desc="chapter-06 causal LM")
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(p), metadata={"config": json.dumps(asdict(model.config))})
 
