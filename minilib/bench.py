@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from . import data
-from .text import strip_wiki_markup, tokenize
+from .text import strip_wiki_markup, text_list, tokenize
 
 __all__ = [
     "rankdata", "spearman", "ndcg_at_k", "recall_at_k", "mrr_at_k", "rank_documents", "contingency",
@@ -514,15 +514,6 @@ class Task:
         return f"{type(self).__name__}({self.name!r}, {self.n_items} items)"
 
 
-def _texts(texts, what: str) -> list[str]:
-    if isinstance(texts, str):
-        raise TypeError(f"{what} must be a list of texts, got one str")
-    texts = list(texts)
-    if not all(isinstance(t, str) for t in texts):
-        raise TypeError(f"every item of {what} must be a str")
-    return texts
-
-
 class STSTask(Task):
     """Semantic similarity of text pairs: Spearman between cosine(a_i, b_i) and the gold scores.
 
@@ -534,7 +525,7 @@ class STSTask(Task):
 
     def __init__(self, name: str, texts_a: Sequence[str], texts_b: Sequence[str], gold, **kw):
         super().__init__(name, **kw)
-        self.texts_a, self.texts_b = _texts(texts_a, "texts_a"), _texts(texts_b, "texts_b")
+        self.texts_a, self.texts_b = text_list(texts_a, "texts_a"), text_list(texts_b, "texts_b")
         self.gold = _vector(gold, "gold")
         if not len(self.texts_a) == len(self.texts_b) == len(self.gold):
             raise ValueError(f"{name}: texts_a, texts_b and gold need one entry per pair, got "
@@ -575,7 +566,7 @@ class MatrixSTSTask(Task):
 
     def __init__(self, name: str, texts: Sequence[str], gold, **kw):
         super().__init__(name, **kw)
-        self._texts = _texts(texts, "texts")
+        self._texts = text_list(texts, "texts")
         G = np.asarray(gold, dtype=np.float64)
         n = len(self._texts)
         if G.shape != (n, n):
@@ -617,9 +608,9 @@ def _ids_and_texts(items, what: str) -> tuple[list, list[str]]:
     if isinstance(items, Mapping):
         ids, texts = list(items.keys()), list(items.values())
     else:
-        texts = _texts(items, what)
+        texts = text_list(items, what)
         ids = list(range(len(texts)))
-    _texts(texts, what)
+    text_list(texts, what)
     if not texts:
         raise ValueError(f"{what} is empty")
     return ids, texts
@@ -746,7 +737,7 @@ class ClassificationTask(Task):
     def __init__(self, name: str, texts: Sequence[str], labels, n_folds: int = 5,
                  C: float | Sequence[float] = (0.1, 1.0, 10.0, 100.0), inner_folds: int = 3, **kw):
         super().__init__(name, **kw)
-        self._texts = _texts(texts, "texts")
+        self._texts = text_list(texts, "texts")
         self.classes, self.y = _labels(labels, len(self._texts), name)
         smallest = np.bincount(self.y).min()
         if n_folds < 2 or smallest < n_folds:
@@ -830,7 +821,7 @@ class ClusteringTask(Task):
     def __init__(self, name: str, texts: Sequence[str], labels, seeds: Sequence[int] = (0, 1, 2), n_init: int = 3,
                  **kw):
         super().__init__(name, **kw)
-        self._texts = _texts(texts, "texts")
+        self._texts = text_list(texts, "texts")
         self.classes, self.y = _labels(labels, len(self._texts), name)
         if not seeds:
             raise ValueError(f"{name}: give at least one k-means seed")
@@ -885,7 +876,7 @@ class TfidfEmbedder:
         self.idf: np.ndarray | None = None
 
     def fit(self, texts: Sequence[str]) -> "TfidfEmbedder":
-        texts = _texts(texts, "texts")
+        texts = text_list(texts, "texts")
         if not texts:
             raise ValueError("fit needs at least one text")
         df: dict[str, int] = {}
@@ -910,7 +901,7 @@ class TfidfEmbedder:
         import scipy.sparse as sp
 
         dim = self.dim
-        texts = _texts(texts, "texts")
+        texts = text_list(texts, "texts")
         rows, cols = [], []
         for i, t in enumerate(texts):
             ids = [self.vocab[w] for w in self.tokenizer(t) if w in self.vocab]

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import pooling, train
+from .text import text_list
 from .transformer import MultiHeadAttention, Transformer
 
 __all__ = [
@@ -174,7 +175,7 @@ def tokenize_texts(tokenizer, texts: Sequence[str], max_len: int) -> tuple[torch
     Each text is cut to ``max_len`` tokens; rows are padded (right) to the longest row.
     :func:`trim` later cuts each batch to its own longest row. Defined in chapter 08.
     """
-    texts = _text_list(texts, "texts")
+    texts = text_list(texts, "texts", allow_empty=False)
     ids, mask = tokenizer.encode_batch(texts, max_len=max_len, truncate=True)
     return trim(ids, mask)
 
@@ -191,17 +192,6 @@ def trim(ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor,
     used = attention_mask.reshape(-1, attention_mask.shape[-1]).any(dim=0)  # (T,) columns with a token somewhere
     T = int(used.nonzero().max()) + 1 if used.any() else 1
     return ids[..., :T], attention_mask[..., :T]
-
-
-def _text_list(texts, name: str) -> list[str]:
-    if isinstance(texts, str):
-        raise TypeError(f"{name} must be a list of texts, got one str: wrap it, [text]")
-    texts = list(texts)
-    if not texts:
-        raise ValueError(f"{name} is empty")
-    if not all(isinstance(t, str) for t in texts):
-        raise TypeError(f"every item of {name} must be a str")
-    return texts
 
 
 # --- 3. the bi-encoder ---------------------------------------------------------------------
@@ -298,8 +288,8 @@ class BiEncoder(nn.Module):
 
 
 def _candidate_lists(queries, candidates) -> tuple[list[str], list[list[str]]]:
-    queries = _text_list(queries, "queries")
-    cands = [_text_list(row, "each candidate list") for row in candidates]
+    queries = text_list(queries, "queries", allow_empty=False)
+    cands = [text_list(row, "each candidate list", allow_empty=False) for row in candidates]
     if len(cands) != len(queries):
         raise ValueError(f"give one candidate list per query: {len(queries)} queries, {len(cands)} lists")
     if len({len(row) for row in cands}) != 1:
@@ -358,7 +348,7 @@ def train_simcse(encoder: Transformer, tokenizer, sentences: Sequence[str], *, s
     the book's settings: ``train_simcse(enc, tok, sents, **SIMCSE_RECIPE["quick"])``.
     Defined in chapter 08.
     """
-    sentences = _text_list(sentences, "sentences")
+    sentences = text_list(sentences, "sentences", allow_empty=False)
     if max_sentences is not None and len(sentences) > max_sentences:
         keep = np.sort(np.random.default_rng(seed).choice(len(sentences), max_sentences, replace=False))
         sentences = [sentences[i] for i in keep]
@@ -427,7 +417,7 @@ def tokenize_pairs(tokenizer, texts_a: Sequence[str], texts_b: Sequence[str],
     longest-first: a token comes off the end of the longer text until the pair fits, so a long
     document cannot crowd out a short query. Padded right to the longest pair. Defined in chapter 08.
     """
-    a, b = _text_list(texts_a, "texts_a"), _text_list(texts_b, "texts_b")
+    a, b = text_list(texts_a, "texts_a", allow_empty=False), text_list(texts_b, "texts_b", allow_empty=False)
     if len(a) != len(b):
         raise ValueError(f"texts_a and texts_b must be paired: {len(a)} and {len(b)} texts")
     head, sep = _pair_specials(tokenizer)
@@ -656,12 +646,12 @@ class AlignUniform:
 
     def __init__(self, tokenizer, texts_a: Sequence[str], texts_b: Sequence[str], texts: Sequence[str] | None = None,
                  max_len: int = 64, batch_size: int = 128, returns: str = "uniformity"):
-        a, b = _text_list(texts_a, "texts_a"), _text_list(texts_b, "texts_b")
+        a, b = text_list(texts_a, "texts_a", allow_empty=False), text_list(texts_b, "texts_b", allow_empty=False)
         if len(a) != len(b):
             raise ValueError(f"texts_a and texts_b must be paired: {len(a)} and {len(b)} texts")
         if returns not in ("alignment", "uniformity"):
             raise ValueError(f"returns must be 'alignment' or 'uniformity', got {returns!r}")
-        texts = a + b if texts is None else _text_list(texts, "texts")
+        texts = a + b if texts is None else text_list(texts, "texts", allow_empty=False)
         self.a, self.b, self.u = (tokenize_texts(tokenizer, x, max_len) for x in (a, b, texts))
         self.batch_size, self.returns = batch_size, returns
         self.history: dict[str, list[float]] = {"alignment": [], "uniformity": []}

@@ -43,6 +43,7 @@ from torch import nn
 
 from . import pooling, train
 from .contrastive import info_nce
+from .text import text_list
 from .transformer import CausalLM, Transformer, attention, merge_heads, split_heads
 
 __all__ = [
@@ -625,7 +626,7 @@ class DecoderEmbedder(nn.Module):
 
     def tokenize(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(ids, attention_mask, pool_mask)``, each ``(n, T)`` long, right-padded to the longest text."""
-        texts = _text_list(texts)
+        texts = text_list(texts)
         if not texts:
             raise ValueError("tokenize got no texts")
         rows = [self.token_ids(t) for t in texts]
@@ -671,7 +672,7 @@ class DecoderEmbedder(nn.Module):
         """Several parameter-free poolings of the same texts from one run of the decoder:
         ``{name: (n, d)}`` float32, not normalised. ``"trained"`` names this embedder's own
         trainable pooling, if it has one."""
-        texts = _text_list(texts)
+        texts = text_list(texts)
         for name in poolings:
             if name not in POOLINGS and not (name == "trained" and self.pooler is not None):
                 raise ValueError(f"unknown pooling {name!r}: choose from {POOLINGS}"
@@ -722,7 +723,7 @@ class Lookup:
     """
 
     def __init__(self, texts: Sequence[str], X, normalize: bool = True):
-        texts = _text_list(texts)
+        texts = text_list(texts)
         X = np.asarray(X, dtype=np.float32)
         if X.ndim != 2 or len(X) != len(texts):
             raise ValueError(f"X must be (n_texts, d) = ({len(texts)}, d), got {X.shape}")
@@ -732,7 +733,7 @@ class Lookup:
         self.X = X
 
     def encode(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
-        texts = _text_list(texts)
+        texts = text_list(texts)
         missing = [t for t in texts if t not in self.row]
         if missing:
             raise KeyError(f"{len(missing)} text(s) were not precomputed, e.g. {missing[0][:60]!r}: include every "
@@ -744,18 +745,9 @@ def precompute(embedder: DecoderEmbedder, texts: Sequence[str], poolings: Sequen
                batch_size: int = 16) -> dict[str, Lookup]:
     """``{pooling: Lookup}``: every pooling of ``texts`` from a single run of the embedder's decoder
     (:meth:`DecoderEmbedder.pooled_many`), ready for ``minilib.bench``. Defined in chapter 10."""
-    texts = list(dict.fromkeys(_text_list(texts)))
+    texts = list(dict.fromkeys(text_list(texts)))
     out = embedder.pooled_many(texts, poolings, batch_size)
     return {name: Lookup(texts, X, normalize=embedder.normalize) for name, X in out.items()}
-
-
-def _text_list(texts) -> list[str]:
-    if isinstance(texts, str):
-        raise TypeError("give a list of texts, got one str: wrap it, [text]")
-    texts = list(texts)
-    if not all(isinstance(t, str) for t in texts):
-        raise TypeError("every text must be a str")
-    return texts
 
 
 # --- 6. LLM2Vec: masked next-token prediction and SimCSE ------------------------------------------
@@ -810,7 +802,7 @@ def mntp_eval(embedder: DecoderEmbedder, texts: Sequence[str], p: float = 0.2, s
     before and after training is scored on the same gaps). ``accuracy`` is the share of masked
     tokens whose top-1 prediction, read at the previous position, is right. Defined in chapter 10.
     """
-    texts = _text_list(texts)
+    texts = text_list(texts)
     if not texts:
         raise ValueError("mntp_eval got no texts")
     gen = torch.Generator().manual_seed(seed)
@@ -888,7 +880,7 @@ def text_batches(embedder: DecoderEmbedder, texts: Sequence[str], batch_size: in
     text in the embedder's prompt and cut to its ``max_len`` (batches are trimmed to their longest
     row by the losses). Defined in chapter 10.
     """
-    texts = _text_list(texts)
+    texts = text_list(texts)
     if not texts:
         raise ValueError("text_batches got no texts")
     return train.Batches(embedder.tokenize(texts), batch_size, seed=seed)

@@ -33,7 +33,7 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
-from .text import tokenize
+from .text import text_list, tokenize
 from .transformer import Transformer, mean_pool
 
 __all__ = [
@@ -386,17 +386,9 @@ class WordVectorEmbedder:
     def dim(self) -> int:
         return self.vectors.shape[1]
 
-    def _texts(self, texts) -> list[str]:
-        if isinstance(texts, str):
-            raise TypeError("encode takes a list of texts, got one str: wrap it, encode([text])")
-        texts = list(texts)
-        if not all(isinstance(t, str) for t in texts):
-            raise TypeError("every text must be a str")
-        return texts
-
     def average(self, texts: Sequence[str]) -> np.ndarray:
         """The weighted averages before any component removal: ``(n, d)`` float64."""
-        texts = self._texts(texts)
+        texts = text_list(texts)
         rows, cols, vals, unknown = [], [], [], 0
         for r, t in enumerate(texts):
             ids = [self.index[w] for w in self.tokenizer(t) if w in self.index]
@@ -421,7 +413,7 @@ class WordVectorEmbedder:
 
     def encode(self, texts: Sequence[str], batch_size: int = 1024) -> np.ndarray:
         """``(n, d)`` float32 text vectors (``batch_size`` is accepted for the common interface)."""
-        texts = self._texts(texts)
+        texts = text_list(texts)
         if not texts:
             self.last_unknown = 0
             return np.zeros((0, self.dim), dtype=np.float32)
@@ -507,14 +499,6 @@ class TransformerEmbedder:
         return self.whitening.k if self.whitening is not None and self.whitening.W is not None \
             else self.model.config.d_model
 
-    def _texts(self, texts) -> list[str]:
-        if isinstance(texts, str):
-            raise TypeError("encode takes a list of texts, got one str: wrap it, encode([text])")
-        texts = list(texts)
-        if not all(isinstance(t, str) for t in texts):
-            raise TypeError("every text must be a str")
-        return texts
-
     def _pieces(self, texts: list[str]) -> tuple[list[str], np.ndarray]:
         """The texts, or their windows with ``long_texts="chunk"``, and the text each piece belongs to."""
         if self.long_texts == "truncate":
@@ -541,7 +525,7 @@ class TransformerEmbedder:
                     batch_size: int = 32) -> dict[str, np.ndarray]:
         """Several poolings of the same texts from one run of the model: ``{name: (n, d_model)}`` float32,
         before whitening and normalisation (``token_weights`` and ``first`` apply as in :meth:`encode`)."""
-        texts = self._texts(texts)
+        texts = text_list(texts)
         for name in poolings:
             if name not in POOLINGS:
                 raise ValueError(f"unknown pooling {name!r}: choose one of {POOLINGS}")
@@ -606,7 +590,7 @@ class TransformerEmbedder:
 
     def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         """``(n, d)`` float32 text vectors: pooled, whitened (if a whitening is set), normalised (if asked)."""
-        texts = self._texts(texts)
+        texts = text_list(texts)
         X = self.pooled(texts, batch_size)
         if self.whitening is not None:
             X = self.whitening.transform(X) if len(X) else np.zeros((0, self.dim), dtype=np.float32)

@@ -21,6 +21,21 @@ import numpy as np
 _TOKEN = re.compile(r"[a-z]+|[0-9]+")
 
 
+def text_list(texts, what: str = "texts", allow_empty: bool = True) -> list[str]:
+    """``texts`` as a list of str, with a clear error for the usual mistakes: one str where a
+    list was meant (iterating it would give characters), an item that is not a str, and (with
+    ``allow_empty=False``) no texts at all. ``what`` names the argument in the messages.
+    Shared by every ``encode``-style function of the library."""
+    if isinstance(texts, str):
+        raise TypeError(f"{what} must be a list of texts, got one str: wrap it, [text]")
+    texts = list(texts)
+    if not texts and not allow_empty:
+        raise ValueError(f"{what} is empty")
+    if not all(isinstance(t, str) for t in texts):
+        raise TypeError(f"every item of {what} must be a str")
+    return texts
+
+
 def tokenize(text: str) -> list[str]:
     """Lowercase, strip accents, and split ``text`` into runs of letters or digits."""
     if not isinstance(text, str):

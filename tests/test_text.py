@@ -145,3 +145,16 @@ def test_tfidf_rows_and_options(vocab):
         tfidf(DOCS, vocab, idf=np.ones(3))
     with pytest.raises(ValueError, match="norm"):
         tfidf(DOCS, vocab, norm="max")
+
+
+def test_text_list_accepts_lists_and_names_the_usual_mistakes():
+    from minilib.text import text_list
+
+    assert text_list(("a", "b")) == ["a", "b"] and text_list([]) == []
+    assert text_list(t for t in ["x"]) == ["x"]
+    with pytest.raises(TypeError, match=r"queries must be a list of texts, got one str: wrap it, \[text\]"):
+        text_list("one sentence", "queries")
+    with pytest.raises(TypeError, match="every item of texts must be a str"):
+        text_list(["ok", 3])
+    with pytest.raises(ValueError, match="sentences is empty"):
+        text_list([], "sentences", allow_empty=False)
