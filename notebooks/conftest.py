@@ -1,6 +1,8 @@
-"""nbval settings: print how long each notebook took (the CI budget is watched per notebook), and wait
-longer than nbval's 5 s for a finished cell's output on a loaded runner."""
+"""nbval settings: print how long each notebook took (the CI budget is watched per notebook), wait
+longer than nbval's 5 s for a finished cell's output on a loaded runner, and compare the checked
+cells' outputs in the quick profile only."""
 import collections
+import os
 
 _seconds = collections.defaultdict(float)
 
@@ -17,6 +19,15 @@ def pytest_terminal_summary(terminalreporter):
             terminalreporter.write_line(f"{s:8.1f} s  {nb}")
 
 
+def _profile() -> str:
+    name = os.environ.get("MINILIB_PROFILE", "").strip().lower()
+    if name:
+        return name
+    from minilib import profile          # no override: the notebooks pick full where a GPU is present
+
+    return profile.pick_profile(profile.pick_device())
+
+
 def pytest_collection_modifyitems(items):
     # nbval waits only 5 s for each output message after a cell has finished. On a loaded two-core
     # runner a cell that prints hundreds of progress-bar updates (chapter 14 training two CLIP models
@@ -25,3 +36,11 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if hasattr(item, "output_timeout"):
             item.output_timeout = 60
+    # The stored outputs of the checked cells (# NBVAL_CHECK_OUTPUT) come from the quick profile. A full
+    # run prints other numbers by design, and sometimes other rows (more tasks, more sampler steps) or a
+    # library warning: there it checks that every cell runs and every assertion in the notebooks holds,
+    # and its results are read from the metrics table (scripts/run_notebooks.py), not compared.
+    nb_items = [item for item in items if hasattr(item, "options") and hasattr(item, "cell")]
+    if nb_items and _profile() == "full":
+        for item in nb_items:
+            item.options["check"] = False

@@ -1,0 +1,38 @@
+"""notebooks/conftest.py: checked cells are compared in the quick profile and not in the full one
+(their stored outputs are quick's). Run on a two-cell notebook in a scratch folder."""
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture()
+def stale_notebook(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("# NBVAL_CHECK_OUTPUT\nprint(6 * 7)")
+    cell.execution_count = 1
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="41\n")]   # not what it prints
+    nb.cells = [nbformat.v4.new_code_cell("x = 1\nassert x == 1"), cell]
+    nbformat.write(nb, tmp_path / "stale.ipynb")
+    shutil.copy(ROOT / "notebooks" / "conftest.py", tmp_path / "conftest.py")
+    return tmp_path
+
+
+def _nbval(folder: Path, profile: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("PYTEST")}
+    env["MINILIB_PROFILE"] = profile
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+                           "--nbval-lax", "--nbval-current-env", "--rootdir", str(folder), str(folder / "stale.ipynb")],
+                          cwd=folder, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_quick_compares_checked_cells_and_full_does_not(stale_notebook):
+    quick = _nbval(stale_notebook, "quick")
+    assert quick.returncode == 1 and "1 failed" in quick.stdout, quick.stdout[-2000:]
+    full = _nbval(stale_notebook, "full")
+    assert full.returncode == 0 and "2 passed" in full.stdout, full.stdout[-2000:]
