@@ -1,8 +1,16 @@
-"""nbval settings: print how long each notebook took (the CI budget is watched per notebook), wait
-longer than nbval's 5 s for a finished cell's output on a loaded runner, and compare the checked
-cells' outputs in the quick profile only."""
+"""nbval settings: print how long each notebook took (the CI budget is watched per notebook), keep
+progress bars from flooding the kernel's output socket, wait longer than nbval's 5 s for a finished
+cell's output on a loaded runner, and compare the checked cells' outputs in the quick profile only."""
 import collections
 import os
+
+# nbval reads a cell's output messages only after the cell has finished, and the kernel's message
+# socket holds about a thousand of them: a long cell whose tqdm bars redraw every 0.1 s (tqdm's
+# default) overflows it, the kernel drops messages, the final "idle" among them, and nbval fails with
+# "Timeout ... waiting for output" (seen in chapter 16's full profile, and reproduced: three bars over
+# two minutes fail, the same with one redraw per 10 s pass). Kernels inherit this environment, so every
+# bar in a notebook under test redraws at most every 10 s; readers' own runs are not affected.
+os.environ.setdefault("TQDM_MININTERVAL", "10")
 
 _seconds = collections.defaultdict(float)
 
