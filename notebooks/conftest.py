@@ -37,10 +37,9 @@ def _profile() -> str:
 
 
 def pytest_collection_modifyitems(items):
-    # nbval waits only 5 s for each output message after a cell has finished. On a loaded two-core
-    # runner a cell that prints hundreds of progress-bar updates (chapter 14 training two CLIP models
-    # on a cold cache) once hit that limit, and nbval then stopped the kernel and failed the rest of
-    # the notebook. The cell timeout (--nbval-cell-timeout) still bounds a cell that really hangs.
+    # nbval waits only 5 s for each output message after a cell has finished; a loaded two-core runner
+    # needs more (chapter 14 once failed there on a cold cache, most likely the progress-bar overflow
+    # described at the top). The cell timeout (--nbval-cell-timeout) still bounds a cell that really hangs.
     for item in items:
         if hasattr(item, "output_timeout"):
             item.output_timeout = 60
