@@ -221,6 +221,9 @@ def info(name: str) -> Source:
     try:
         return SOURCES[name]
     except KeyError:
+        if name in DERIVED:
+            raise KeyError(f"{name!r} is not a source but a data set built from sources ({DERIVED[name]}): "
+                           f"it has no registry entry; load it with data.load({name!r})") from None
         near = difflib.get_close_matches(name, names(), n=1)
         hint = f" Did you mean {near[0]!r}?" if near else ""
         raise KeyError(f"unknown data source {name!r}.{hint} Known sources: {', '.join(names())}") from None
@@ -550,6 +553,17 @@ def wiki_articles(xml_bz2: Path) -> list[tuple[str, str]]:
     return out
 
 
+def _kjv_cached() -> list[str]:
+    """:func:`kjv_chapters` of the verified ``kjv`` source, decoded once and kept in the cache
+    (keyed by the source's checksum), so a machine that has the cache needs no ``bible`` program."""
+    import json
+
+    src = path("kjv")
+    key = f"kjv-chapters-{info('kjv').files['data'][1][:12]}.json"
+    p = cached_derived(key, lambda tmp: tmp.write_text(json.dumps(kjv_chapters(src)), encoding="utf-8"))
+    return json.loads(p.read_text(encoding="utf-8"))
+
+
 def kjv_chapters(bible_data: Path) -> list[str]:
     """The text of each chapter of the King James Bible, via Debian's ``bible`` program."""
     exe = shutil.which("bible")
@@ -707,7 +721,7 @@ def _corpus_part(part: str) -> list[list[str]]:
     elif part == "bbc_news":
         texts = _read_bbc(path("bbc_news"))[0]
     elif part == "kjv":
-        texts = kjv_chapters(path("kjv"))
+        texts = _kjv_cached()
     elif part == "gcide":
         texts = gcide_entries(path("gcide"))
     else:
@@ -752,7 +766,7 @@ _LOADERS: dict[str, Callable] = {
     "polarity": lambda: _read_polarity(path("polarity")),
     "glove_6b_50d": lambda: _read_glove(files("glove_6b_50d")),
     "bbc_news": lambda: _read_bbc(path("bbc_news")),
-    "kjv": lambda: kjv_chapters(path("kjv")),
+    "kjv": _kjv_cached,
     "gcide": lambda: gcide_entries(path("gcide")),
     "en_it_vectors": lambda: (lambda f: {"en": read_word2vec_text(f["en"]), "it": read_word2vec_text(f["it"]),
                                          "pairs": read_translation_pairs(f["pairs"])})(files("en_it_vectors")),
@@ -777,6 +791,7 @@ def load(name: str, **kwargs):
     ``fashion_mnist``         ``(images uint8 (n, 28, 28), labels int64 (n,))`` (``split="train"|"test"``)
     ``mnist``                 ``(images uint8 (n, 28, 28), labels int64 (n,))`` (``split="train"|"valid"|"test"``)
     ``minilm``                ``Path`` of the verified all-MiniLM-L6-v2 folder (config, weights, vocab)
+    ``smollm2``               ``Path`` of the verified SmolLM2-135M-Instruct GGUF file
     ========================  =========================================================
     """
     if name == "book_corpus":

@@ -110,6 +110,15 @@ def test_kjv_has_every_chapter():
     assert "1" not in chapters[0].split()[:3]  # verse numbers are stripped
 
 
+@pytest.mark.skipif(shutil.which("bible") is None, reason="Debian bible-kjv not installed (full profile only)")
+def test_kjv_is_decoded_once_and_then_read_without_the_program(cache, monkeypatch):
+    first = data.load("kjv")
+    assert list((cache / "derived").glob("kjv-chapters-*.json"))
+    # a machine that has the cache (e.g. a GPU machine it was copied to) needs no `bible` program
+    monkeypatch.setattr(data.shutil, "which", lambda exe: None)
+    assert data.load("kjv") == first
+
+
 @pytest.mark.skipif(not Path("/usr/share/dictd/gcide.dict.dz").exists(), reason="Debian dict-gcide not installed")
 def test_gcide_entries_keep_definitions_and_drop_citations():
     entries = data.load("gcide")
@@ -140,6 +149,12 @@ def test_unknown_name_lists_the_known_ones():
         data.load("wordsim")
     msg = str(e.value)
     assert "Did you mean 'wordsim353'" in msg and "simlex999" in msg and "book_corpus" in msg
+
+
+def test_info_on_a_derived_data_set_says_what_it_is():
+    with pytest.raises(KeyError, match="not a source but a data set built from sources") as e:
+        data.info("book_corpus")
+    assert "Did you mean" not in str(e.value) and "data.load('book_corpus')" in str(e.value)
 
 
 def test_options_on_a_plain_source_are_refused():
