@@ -868,6 +868,39 @@ def book_documents(profile: str) -> tuple[list[str], list[str]]:
     return [docs[i] for i in order[n_held:]], [docs[i] for i in order[:n_held]]
 
 
+def book_tokenizer(profile: str):
+    """Chapter 06's byte-level BPE (:class:`minilib.bpe.ByteBPE`) for ``profile``, trained on the
+    training documents of :func:`book_documents` with :data:`BOOK_RECIPE`'s vocabulary size and
+    cached (``data.cached_derived``) under the name chapter 06's notebook uses. Defined in chapter 06."""
+    from . import data
+    from .bpe import ByteBPE
+
+    if profile not in BOOK_RECIPE:
+        raise ValueError(f"unknown profile {profile!r}: use one of {sorted(BOOK_RECIPE)}")
+    v = BOOK_RECIPE[profile]["vocab_size"]
+    return ByteBPE.load(data.cached_derived(f"ch06-bpe-{profile}-{v}-v1.json",
+                                            lambda p: ByteBPE.train(book_documents(profile)[0], v).save(p)))
+
+
+def book_token_ids(split: str, profile: str) -> np.ndarray:
+    """Chapter 06's token stream (int32) of the ``"train"`` or ``"held"`` documents: each document
+    encoded with :func:`book_tokenizer` and closed by ``<eos>``, cached under the notebook's names.
+    Defined in chapter 06."""
+    from . import data
+
+    if split not in ("train", "held"):
+        raise ValueError(f"split must be 'train' or 'held', got {split!r}")
+    tok = book_tokenizer(profile)
+
+    def build(p):
+        texts = book_documents(profile)[0 if split == "train" else 1]
+        ids = [i for t in texts for i in tok.encode(t) + [tok.eos_id]]
+        with open(p, "wb") as f:
+            np.save(f, np.array(ids, dtype=np.int32))
+
+    return np.load(data.cached_derived(f"ch06-{split}-{profile}-{BOOK_RECIPE[profile]['vocab_size']}-v1.npy", build))
+
+
 def book_models(kind: str = "encoder", profile: str | None = None, device: str | torch.device | None = None,
                 progress: bool = True):
     """``(model, tokenizer)``: the encoder or decoder chapter 06 pretrains on the book corpus.
@@ -884,7 +917,6 @@ def book_models(kind: str = "encoder", profile: str | None = None, device: str |
     Defined in chapter 06.
     """
     from . import data, train
-    from .bpe import ByteBPE
     from .profile import current
 
     if kind not in ("encoder", "decoder"):
@@ -894,28 +926,12 @@ def book_models(kind: str = "encoder", profile: str | None = None, device: str |
         raise ValueError(f"unknown profile {profile!r}: use one of {sorted(BOOK_RECIPE)}")
     r = BOOK_RECIPE[profile]
     device = torch.device(device) if device is not None else current().device
-    train_docs = None
-
-    def docs():
-        nonlocal train_docs
-        if train_docs is None:
-            train_docs = book_documents(profile)[0]
-        return train_docs
-
-    # The tokenizer and token stream are the files chapter 06's notebook caches under the same names.
-    tok = ByteBPE.load(data.cached_derived(f"ch06-bpe-{profile}-{r['vocab_size']}-v1.json",
-                                           lambda p: ByteBPE.train(docs(), r["vocab_size"]).save(p)))
-
-    def write_stream(p):
-        ids = [i for t in docs() for i in tok.encode(t) + [tok.eos_id]]
-        with open(p, "wb") as f:
-            np.save(f, np.array(ids, dtype=np.int32))
+    tok = book_tokenizer(profile)
 
     def write_model(p):
         from safetensors.torch import save_file
 
-        blocks = train.lm_blocks(np.load(data.cached_derived(f"ch06-train-{profile}-{r['vocab_size']}-v1.npy",
-                                                             write_stream)), r["block"])
+        blocks = train.lm_blocks(book_token_ids("train", profile), r["block"])
         cfg = TransformerConfig(vocab_size=tok.vocab_size, d_model=r["d_model"], n_layers=r["n_layers"],
                                 n_heads=r["n_heads"], d_ff=4 * r["d_model"], max_len=r["block"], dropout=r["dropout"],
                                 norm_first=False, causal=False, activation="gelu", position="rope", pad_id=tok.pad_id)

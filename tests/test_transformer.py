@@ -461,6 +461,23 @@ def test_book_encoder_is_a_sentence_encoder(tiny_book):
     assert E.shape == (2, 16) and np.allclose(np.linalg.norm(E, axis=1), 1, atol=1e-5)
 
 
+def test_book_token_streams_close_each_document_and_are_cached(tiny_book):
+    tok = tr.book_tokenizer("quick")
+    held = tr.book_token_ids("held", "quick")
+    docs = ["The cat sat on the mat near the river bank number 0.", "The dog sat on the log near the river bank number 1."]
+    assert held.dtype == np.int32 and held.tolist() == [i for d in docs for i in tok.encode(d) + [tok.eos_id]]
+    train_ids = tr.book_token_ids("train", "quick")
+    assert (train_ids == tok.eos_id).sum() == 40
+    names = sorted(p.name for p in (tiny_book / "derived").glob("ch06-*"))
+    assert names == ["ch06-bpe-quick-300-v1.json", "ch06-bpe-quick-300-v1.json.sha256",
+                     "ch06-held-quick-300-v1.npy", "ch06-held-quick-300-v1.npy.sha256",
+                     "ch06-train-quick-300-v1.npy", "ch06-train-quick-300-v1.npy.sha256"]
+    with pytest.raises(ValueError, match="'train' or 'held'"):
+        tr.book_token_ids("test", "quick")
+    with pytest.raises(ValueError, match="unknown profile"):
+        tr.book_tokenizer("huge")
+
+
 def test_book_models_reject_unknown_kind_and_profile():
     with pytest.raises(ValueError, match="'encoder' or 'decoder'"):
         tr.book_models("classifier")

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# On an offline GPU machine: unpack the parts of scripts/gpu_bundle.py in FOLDER (once), then run
+# the named notebooks under nbval in the full profile; the table of measured runs goes to
+# $OUT/full.csv (or ./full.csv) and each notebook's log to $OUT/.
+#   bash scripts/gpu_run.sh /tmp/gpu notebooks/06_transformers_from_scratch.ipynb ...
+set -euo pipefail
+cd "$(dirname "$0")/.."
+folder=${1:?usage: gpu_run.sh FOLDER NOTEBOOK...}; shift
+[ -f "$folder/env.sh" ] || python3 scripts/gpu_bundle.py unpack "$folder"
+. "$folder/env.sh"
+out=${OUT:-.}
+export PYTHONUNBUFFERED=1 MINILIB_THREADS=${MINILIB_THREADS:-$(nproc)}
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
+python3 scripts/run_notebooks.py --profile full --out "$out/full.csv" "$@" 2>&1 | tee "$out/gpu_run.log"
