@@ -152,6 +152,35 @@ def cpu_threads() -> int | None:
     return threads
 
 
+# numpy's names for its AVX-512 code paths (numpy 2.4 groups them as X86_V4; older releases name each)
+_NUMPY_AVX512 = ("X86_V4", "AVX512F", "AVX512CD", "AVX512_KNL", "AVX512_KNM", "AVX512_SKX", "AVX512_CLX",
+                 "AVX512_CNL", "AVX512_ICL", "AVX512_SPR")
+
+
+def portable_cpu_env() -> dict[str, str]:
+    """Environment variables that make numpy, OpenBLAS and torch (MKL, oneDNN, ATen) take their AVX2
+    code paths on a CPU that also has AVX-512, for the processes started afterwards.
+
+    The checked outputs of the notebooks are exact to the printed digit, and a vector unit twice as
+    wide sums floats in another order: on an AVX-512 machine a WEAT effect size moved by one float32
+    ulp and contrastive-training scores in the third decimal, against outputs made on an AVX2
+    machine. With these settings an AVX-512 machine reproduces the AVX2 numbers, so the tests
+    (``scripts/test.sh``, ``scripts/run_notebook.sh``) do not depend on which of the two CI lands on.
+    A reader's own runs are not affected. numpy refuses to disable a feature the machine lacks or
+    does not dispatch, so only those present are named.
+    """
+    try:
+        from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    except ImportError:                   # numpy 1.x
+        from numpy.core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    off = [f for f in _NUMPY_AVX512 if __cpu_features__.get(f) and f in __cpu_dispatch__]
+    env = {"OPENBLAS_CORETYPE": "Haswell", "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+           "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    if off:
+        env["NPY_DISABLE_CPU_FEATURES"] = " ".join(off)
+    return env
+
+
 def describe_device(dev: torch.device) -> str:
     """``"NVIDIA H100 80GB HBM3"`` or ``"cpu (2 cores)"``: the hardware a number was measured on."""
     if dev.type == "cuda":

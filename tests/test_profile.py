@@ -1,4 +1,5 @@
 """minilib.profile: profile and device choice, seeding, pick()."""
+import os
 import random
 
 import numpy as np
@@ -82,3 +83,22 @@ def test_minilib_threads_sets_torch_threads_and_rejects_nonsense(monkeypatch):
                 profile.cpu_threads()
     finally:
         torch.set_num_threads(before)
+
+
+def test_portable_cpu_env_selects_the_avx2_code_paths_in_new_processes():
+    import subprocess
+    import sys
+
+    env = profile.portable_cpu_env()
+    assert env["OPENBLAS_CORETYPE"] == "Haswell" and env["ATEN_CPU_CAPABILITY"] == "avx2" and env["MKL_CBWR"] == "AVX2"
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__
+    except ImportError:
+        from numpy.core._multiarray_umath import __cpu_features__
+    assert all(__cpu_features__[f] for f in env.get("NPY_DISABLE_CPU_FEATURES", "").split())  # only what is there
+    off = env.get("NPY_DISABLE_CPU_FEATURES", "").split()
+    code = ("import numpy, torch; f = numpy._core._multiarray_umath.__cpu_features__; "
+            f"print(any(f[k] for k in {off!r}), torch.backends.cpu.get_cpu_capability())")
+    still_on, capability = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env},
+                                          capture_output=True, text=True, check=True).stdout.split()
+    assert still_on == "False" and capability in ("AVX2", "DEFAULT")
