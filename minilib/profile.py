@@ -164,8 +164,9 @@ def portable_cpu_env() -> dict[str, str]:
     The checked outputs of the notebooks are exact to the printed digit, and a vector unit twice as
     wide sums floats in another order: on an AVX-512 machine a WEAT effect size moved by one float32
     ulp and contrastive-training scores in the third decimal, against outputs made on an AVX2
-    machine. With these settings an AVX-512 machine reproduces the AVX2 numbers, so the tests
-    (``scripts/test.sh``, ``scripts/run_notebook.sh``) do not depend on which of the two CI lands on.
+    machine. With these settings an AVX-512 machine reproduces the AVX2 numbers, so the notebook
+    tests (``notebooks/conftest.py`` sets them for nbval's kernels) and the stored outputs
+    (``scripts/run_notebook.sh``) do not depend on which of the two CI lands on.
     A reader's own runs are not affected. numpy refuses to disable a feature the machine lacks or
     does not dispatch, so only those present are named.
     """
