@@ -42,7 +42,7 @@ __all__ = [
     "Transformer", "MaskedLM", "CausalLM", "mean_pool", "SentenceEncoder", "parameter_count", "Rename",
     "bert_name_map", "gpt2_name_map", "convert_state_dict", "load_weights", "config_from_bert",
     "config_from_gpt2", "from_transformers", "load_minilm", "load_minilm_encoder", "save", "load",
-    "BOOK_RECIPE", "book_documents", "book_models",
+    "BOOK_RECIPE", "book_cache_name", "book_documents", "book_tokenizer", "book_token_ids", "book_models",
 ]
 
 ACTIVATIONS = ("gelu", "gelu_tanh", "relu")
@@ -868,6 +868,25 @@ def book_documents(profile: str) -> tuple[list[str], list[str]]:
     return [docs[i] for i in order[n_held:]], [docs[i] for i in order[:n_held]]
 
 
+def book_cache_name(what: str, profile: str) -> str:
+    """The file name under ``data.cache_dir() / "derived"`` of one of chapter 06's cached products:
+    ``what`` is ``"bpe"`` (the tokenizer), ``"train"`` or ``"held"`` (token streams), ``"encoder"``
+    or ``"decoder"`` (trained weights). The names are the ones chapter 06's notebook writes, so the
+    notebook and :func:`book_models` share one cache (``scripts/gpu_bundle.py`` ships them too).
+
+    Defined in chapter 06.
+    """
+    if profile not in BOOK_RECIPE:
+        raise ValueError(f"unknown profile {profile!r}: use one of {sorted(BOOK_RECIPE)}")
+    v = BOOK_RECIPE[profile]["vocab_size"]
+    names = {"bpe": f"ch06-bpe-{profile}-{v}-v1.json", "train": f"ch06-train-{profile}-{v}-v1.npy",
+             "held": f"ch06-held-{profile}-{v}-v1.npy", "encoder": f"ch06-encoder-{profile}-v1.safetensors",
+             "decoder": f"ch06-decoder-{profile}-v1.safetensors"}
+    if what not in names:
+        raise ValueError(f"what must be one of {sorted(names)}, got {what!r}")
+    return names[what]
+
+
 def book_tokenizer(profile: str):
     """Chapter 06's byte-level BPE (:class:`minilib.bpe.ByteBPE`) for ``profile``, trained on the
     training documents of :func:`book_documents` with :data:`BOOK_RECIPE`'s vocabulary size and
@@ -878,7 +897,7 @@ def book_tokenizer(profile: str):
     if profile not in BOOK_RECIPE:
         raise ValueError(f"unknown profile {profile!r}: use one of {sorted(BOOK_RECIPE)}")
     v = BOOK_RECIPE[profile]["vocab_size"]
-    return ByteBPE.load(data.cached_derived(f"ch06-bpe-{profile}-{v}-v1.json",
+    return ByteBPE.load(data.cached_derived(book_cache_name("bpe", profile),
                                             lambda p: ByteBPE.train(book_documents(profile)[0], v).save(p)))
 
 
@@ -898,7 +917,7 @@ def book_token_ids(split: str, profile: str) -> np.ndarray:
         with open(p, "wb") as f:
             np.save(f, np.array(ids, dtype=np.int32))
 
-    return np.load(data.cached_derived(f"ch06-{split}-{profile}-{BOOK_RECIPE[profile]['vocab_size']}-v1.npy", build))
+    return np.load(data.cached_derived(book_cache_name(split, profile), build))
 
 
 def book_models(kind: str = "encoder", profile: str | None = None, device: str | torch.device | None = None,
@@ -960,7 +979,7 @@ def book_models(kind: str = "encoder", profile: str | None = None, device: str |
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(p), metadata={"config": json.dumps(asdict(model.config))})
 
-    path = data.cached_derived(f"ch06-{kind}-{profile}-v1.safetensors", write_model)
+    path = data.cached_derived(book_cache_name(kind, profile), write_model)
     from safetensors import safe_open
     from safetensors.torch import load_file
 

@@ -240,8 +240,7 @@ def cache_members(need: dict) -> list[tuple[Path, str]]:
     if "kjv" in need["sources"]:
         patterns.append("kjv-chapters-*.json")
     if need["derived"]["ch06"]:
-        v = transformer.BOOK_RECIPE["full"]["vocab_size"]
-        patterns += [f"ch06-bpe-full-{v}-v1.json", f"ch06-train-full-{v}-v1.npy", f"ch06-held-full-{v}-v1.npy"]
+        patterns += [transformer.book_cache_name(w, "full") for w in ("bpe", "train", "held")]
     for pat in patterns:
         for q in sorted(derived.glob(pat)):
             for f in (q, q.with_name(q.name + ".sha256")):

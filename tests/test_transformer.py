@@ -2,6 +2,7 @@
 training, parity with transformers' BertModel and GPT2Model (random tiny configs, weights copied
 through our name maps), the real all-MiniLM-L6-v2 against sentence-transformers, and the errors."""
 import os
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -492,3 +493,20 @@ def test_book_documents_are_chapter_06s_split():
     assert len(held) == round(0.1 * (len(train_docs) + len(held))) and not set(held) & set(train_docs)
     assert all(d == " ".join(d.split()) and d for d in train_docs + held)  # whitespace collapsed, none empty
     assert tr.book_documents("quick") == (train_docs, held)  # the same split every time
+
+
+def test_book_cache_names_are_the_ones_the_notebook_and_book_models_write(tiny_book):
+    assert tr.book_cache_name("bpe", "full") == "ch06-bpe-full-8000-v1.json"
+    assert tr.book_cache_name("held", "quick") == "ch06-held-quick-300-v1.npy"      # tiny_book's vocabulary
+    tr.book_tokenizer("quick")
+    tr.book_models("decoder", profile="quick", device="cpu", progress=False)
+    written = {p.name for p in (tiny_book / "derived").iterdir() if not p.name.endswith(".sha256")}
+    assert {tr.book_cache_name(w, "quick") for w in ("bpe", "train", "decoder")} <= written
+    # chapter 06's notebook spells the tokenizer's and the streams' names out for the reader
+    nb = (Path(__file__).resolve().parent.parent / "notebooks" / "06_transformers_from_scratch.ipynb").read_text()
+    assert 'f\\"ch06-bpe-{P.name}-{cfg[\'vocab_size\']}-v1.json\\"' in nb
+    assert 'f\\"ch06-{name}-{P.name}-{cfg[\'vocab_size\']}-v1.npy\\"' in nb
+    with pytest.raises(ValueError, match="what must be one of"):
+        tr.book_cache_name("weights", "quick")
+    with pytest.raises(ValueError, match="unknown profile"):
+        tr.book_cache_name("bpe", "huge")
