@@ -27,7 +27,7 @@ import fnmatch
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +43,7 @@ __all__ = [
     "bert_name_map", "gpt2_name_map", "convert_state_dict", "load_weights", "config_from_bert",
     "config_from_gpt2", "from_transformers", "load_minilm", "load_minilm_encoder", "save", "load",
     "BOOK_RECIPE", "book_cache_name", "book_documents", "book_tokenizer", "book_token_ids", "book_models",
+    "store_book_model",
 ]
 
 ACTIVATIONS = ("gelu", "gelu_tanh", "relu")
@@ -920,6 +921,64 @@ def book_token_ids(split: str, profile: str) -> np.ndarray:
     return np.load(data.cached_derived(book_cache_name(split, profile), build))
 
 
+def _book_config(kind: str, profile: str, vocab_size: int) -> TransformerConfig:
+    """The :class:`TransformerConfig` of chapter 06's encoder or decoder under :data:`BOOK_RECIPE`."""
+    r = BOOK_RECIPE[profile]
+    cfg = TransformerConfig(vocab_size=vocab_size, d_model=r["d_model"], n_layers=r["n_layers"], n_heads=r["n_heads"],
+                            d_ff=4 * r["d_model"], max_len=r["block"], dropout=r["dropout"], norm_first=False,
+                            causal=False, activation="gelu", position="rope")
+    if kind == "decoder":
+        cfg = replace(cfg, norm_first=True, causal=True, activation="gelu_tanh")
+    return cfg
+
+
+def store_book_model(model: nn.Module, kind: str, profile: str | None = None) -> Path:
+    """Hand a model trained with :data:`BOOK_RECIPE` to the cache where :func:`book_models` looks.
+
+    Chapter 06's notebook trains the encoder (``kind="encoder"``, a :class:`MaskedLM`) and the decoder
+    (``"decoder"``, a :class:`CausalLM`) in view, with the same seeds and batches as
+    :func:`book_models`; storing them spares chapters 07-11 a second training of the same models.
+    The model must have the recipe's configuration for ``profile`` (default: the current one), or a
+    ``ValueError`` names the first field that differs. If the cache already holds weights for this
+    model (an earlier run, or :func:`book_models` itself), they are kept, with a warning if they differ
+    from ``model``'s (training on a GPU is not bit-reproducible). Returns the cached file.
+
+    Defined in chapter 06.
+    """
+    import warnings
+
+    from safetensors.torch import load_file, save_file
+
+    from . import data
+    from .profile import current
+
+    expected_cls = {"encoder": MaskedLM, "decoder": CausalLM}
+    if kind not in expected_cls:
+        raise ValueError(f"kind must be 'encoder' or 'decoder', got {kind!r}")
+    profile = profile or current().name
+    if profile not in BOOK_RECIPE:
+        raise ValueError(f"unknown profile {profile!r}: use one of {sorted(BOOK_RECIPE)}")
+    if not isinstance(model, expected_cls[kind]):
+        raise ValueError(f"the book's {kind} is a {expected_cls[kind].__name__}, got {type(model).__name__}")
+    want = asdict(_book_config(kind, profile, model.config.vocab_size))
+    got = asdict(model.config)
+    for field in want:
+        if field != "pad_id" and got[field] != want[field]:
+            raise ValueError(f"this {kind} does not follow BOOK_RECIPE[{profile!r}]: {field} is {got[field]!r}, "
+                             f"the recipe says {want[field]!r}; train it with the recipe or call book_models()")
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+
+    def write(p):
+        save_file(state, str(p), metadata={"config": json.dumps(got)})
+
+    path = data.cached_derived(book_cache_name(kind, profile), write)
+    cached = load_file(str(path))
+    if cached.keys() != state.keys() or any(not torch.equal(cached[k], state[k]) for k in state):
+        warnings.warn(f"the cache already held other weights for the book's {kind} ({path.name}, another run's): "
+                      f"later chapters load those; delete the file to store these instead", stacklevel=2)
+    return path
+
+
 def book_models(kind: str = "encoder", profile: str | None = None, device: str | torch.device | None = None,
                 progress: bool = True):
     """``(model, tokenizer)``: the encoder or decoder chapter 06 pretrains on the book corpus.
@@ -951,9 +1010,7 @@ def book_models(kind: str = "encoder", profile: str | None = None, device: str |
         from safetensors.torch import save_file
 
         blocks = train.lm_blocks(book_token_ids("train", profile), r["block"])
-        cfg = TransformerConfig(vocab_size=tok.vocab_size, d_model=r["d_model"], n_layers=r["n_layers"],
-                                n_heads=r["n_heads"], d_ff=4 * r["d_model"], max_len=r["block"], dropout=r["dropout"],
-                                norm_first=False, causal=False, activation="gelu", position="rope", pad_id=tok.pad_id)
+        cfg = replace(_book_config(kind, profile, tok.vocab_size), pad_id=tok.pad_id)
         # data.cached_derived runs this on one CPU thread: the weights do not depend on the core count.
         torch.manual_seed(0)
         if kind == "encoder":
@@ -970,8 +1027,6 @@ def book_models(kind: str = "encoder", profile: str | None = None, device: str |
             train.fit(model, train.Batches(blocks, r["batch_size"], seed=0), loss_fn, steps=r["steps_mlm"],
                       lr=r["lr_mlm"], device=device, progress=progress, desc="chapter-06 masked LM")
         else:
-            cfg = TransformerConfig(**{**asdict(cfg), "norm_first": True, "causal": True,
-                                       "activation": "gelu_tanh"})
             model = CausalLM(cfg)
             train.fit(model, train.Batches(blocks, r["batch_size"], seed=1),
                       lambda m, b: train.causal_lm_loss(m(b), b), steps=r["steps_clm"], lr=r["lr_clm"],

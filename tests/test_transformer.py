@@ -2,6 +2,7 @@
 training, parity with transformers' BertModel and GPT2Model (random tiny configs, weights copied
 through our name maps), the real all-MiniLM-L6-v2 against sentence-transformers, and the errors."""
 import os
+from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -14,6 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from minilib import train as minilib_train
 from minilib import transformer as tr
 from minilib.transformer import (
     Block, CausalLM, MaskedLM, MultiHeadAttention, Transformer, TransformerConfig, attention, causal_mask,
@@ -510,3 +512,35 @@ def test_book_cache_names_are_the_ones_the_notebook_and_book_models_write(tiny_b
         tr.book_cache_name("weights", "quick")
     with pytest.raises(ValueError, match="unknown profile"):
         tr.book_cache_name("bpe", "huge")
+
+
+def test_store_book_model_spares_book_models_a_second_training(tiny_book, monkeypatch, tmp_path):
+    trained, _ = tr.book_models("decoder", profile="quick", device="cpu", progress=False)
+    monkeypatch.setenv("MINILIB_CACHE", str(tmp_path / "fresh"))      # a cache without the weights
+    tr.book_tokenizer("quick")
+    path = tr.store_book_model(trained, "decoder", "quick")
+    assert path.name == tr.book_cache_name("decoder", "quick")
+
+    def no_training(*a, **k):
+        raise AssertionError("book_models trained again")
+
+    monkeypatch.setattr(minilib_train, "fit", no_training)
+    loaded, _ = tr.book_models("decoder", profile="quick", device="cpu", progress=False)
+    for (n, a), (_, b) in zip(trained.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), n
+    # other weights for the same model: the cached ones stay, with a warning
+    with pytest.warns(UserWarning, match="already held other weights"):
+        assert tr.store_book_model(CausalLM(trained.config), "decoder", "quick") == path
+    again, _ = tr.book_models("decoder", profile="quick", device="cpu", progress=False)
+    for (n, a), (_, b) in zip(trained.state_dict().items(), again.state_dict().items()):
+        assert torch.equal(a, b), n
+
+
+def test_store_book_model_refuses_a_model_off_the_recipe(tiny_book):
+    model, _ = tr.book_models("encoder", profile="quick", device="cpu", progress=False)
+    with pytest.raises(ValueError, match="n_layers is 2, the recipe says 1"):
+        tr.store_book_model(MaskedLM(replace(model.config, n_layers=2)), "encoder", "quick")
+    with pytest.raises(ValueError, match="the book's decoder is a CausalLM, got MaskedLM"):
+        tr.store_book_model(model, "decoder", "quick")
+    with pytest.raises(ValueError, match="kind must be"):
+        tr.store_book_model(model, "bert", "quick")
