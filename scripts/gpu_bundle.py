@@ -21,6 +21,14 @@ then, in the last call, there::
 wheels, installs the wheels into ``/tmp/gpu/site`` and registers a Jupyter kernel; ``env.sh`` sets
 ``MINILIB_CACHE``, ``PYTHONPATH`` and ``PATH``. The sources travel as files of the download cache
 (``$MINILIB_CACHE/sources/<name>/``), where :func:`minilib.data.files` finds and verifies them.
+
+Models the notebooks train there (chapter 06's full-profile encoder and decoder, say) can come back,
+so that the chapters built on them run on without the GPU: ``send-back`` there packs cached files
+into ``back-NN`` parts of at most 15 MiB (what may come back from ``$OUT``), ``receive`` here checks
+them and puts them into the local cache (``scripts/gpu_run.sh`` does the first with ``SEND_BACK``)::
+
+    python3 scripts/gpu_bundle.py send-back --out "$OUT/back" 'ch06-*-full-v1.safetensors'   # there
+    python scripts/gpu_bundle.py receive /path/to/back                                      # here
 """
 from __future__ import annotations
 
@@ -272,16 +280,43 @@ def write_bundle(need: dict, dest: Path, part_bytes: int, wheels: bool = True, p
         for p, arc in members:
             tar.add(p, arcname=arc)
     shutil.rmtree(dest / "wheels", ignore_errors=True)
-    blob, parts = buf.getvalue(), []
-    for i in range(0, len(blob), part_bytes):
-        parts.append(dest / f"part-{i // part_bytes:02d}")
-        parts[-1].write_bytes(blob[i:i + part_bytes])
-    manifest = {"needs": need, "files": len(members), "sha256": hashlib.sha256(blob).hexdigest(),
-                "parts": [{"name": p.name, "sha256": hashlib.sha256(p.read_bytes()).hexdigest()} for p in parts]}
+    blob = buf.getvalue()
+    manifest = {"needs": need, "files": len(members), **_split(blob, dest, "part", part_bytes)}
     (dest / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    print(f"{len(members)} files, {raw / MIB:.1f} MiB -> {len(blob) / MIB:.1f} MiB in {len(parts)} part(s) "
+    print(f"{len(members)} files, {raw / MIB:.1f} MiB -> {len(blob) / MIB:.1f} MiB in {len(manifest['parts'])} part(s) "
           f"of at most {part_bytes / MIB:.0f} MiB under {dest}/ (carry manifest.json with each part)")
     return manifest
+
+
+# --- parts: a blob split to fit a transfer, and joined again with checks --------------------
+
+
+def _split(blob: bytes, dest: Path, prefix: str, part_bytes: int) -> dict:
+    """Write ``blob`` as ``dest/<prefix>-NN`` files of at most ``part_bytes``; the manifest entries."""
+    parts = []
+    for i in range(0, len(blob), part_bytes):
+        p = dest / f"{prefix}-{i // part_bytes:02d}"
+        p.write_bytes(blob[i:i + part_bytes])
+        parts.append({"name": p.name, "sha256": hashlib.sha256(p.read_bytes()).hexdigest()})
+    return {"sha256": hashlib.sha256(blob).hexdigest(), "parts": parts}
+
+
+def _join(folder: Path, manifest: dict, fix: str) -> io.BytesIO:
+    """The parts ``manifest`` lists, read from ``folder``, checked and joined; ``fix`` completes the
+    message when a part is missing."""
+    blob = io.BytesIO()
+    for part in manifest["parts"]:
+        p = folder / part["name"]
+        if not p.exists():
+            raise SystemExit(f"{p} is missing: {fix}")
+        b = p.read_bytes()
+        if hashlib.sha256(b).hexdigest() != part["sha256"]:
+            raise SystemExit(f"{p} does not match the manifest (a transfer broke off?): send it again")
+        blob.write(b)
+    if hashlib.sha256(blob.getvalue()).hexdigest() != manifest["sha256"]:
+        raise SystemExit("the joined parts do not match the manifest: pack again and send every part")
+    blob.seek(0)
+    return blob
 
 
 # --- unpack (on the GPU machine) -----------------------------------------------------------
@@ -291,18 +326,7 @@ def unpack(folder: Path) -> None:
     """Join and check the parts in ``folder``, extract cache and wheels, install the wheels into
     ``folder/site`` and write ``folder/env.sh``."""
     manifest = json.loads((folder / "manifest.json").read_text())
-    blob = io.BytesIO()
-    for part in manifest["parts"]:
-        p = folder / part["name"]
-        if not p.exists():
-            raise SystemExit(f"{p} is missing: send every part listed in manifest.json before unpacking")
-        b = p.read_bytes()
-        if hashlib.sha256(b).hexdigest() != part["sha256"]:
-            raise SystemExit(f"{p} does not match the manifest (a transfer broke off?): send it again")
-        blob.write(b)
-    if hashlib.sha256(blob.getvalue()).hexdigest() != manifest["sha256"]:
-        raise SystemExit("the joined parts do not match the manifest: pack again and send every part")
-    blob.seek(0)
+    blob = _join(folder, manifest, "send every part listed in manifest.json before unpacking")
     with lzma.open(blob) as xz, tarfile.open(fileobj=xz) as tar:
         tar.extractall(folder, filter="data")
     site = folder / "site"
@@ -319,6 +343,72 @@ def unpack(folder: Path) -> None:
     print(f"unpacked {len(wheels)} wheels and the cache into {folder}; now: . {folder}/env.sh")
 
 
+# --- send back (there) and receive (here): models trained on the GPU ------------------------
+
+BACK_PART_MIB = 15      # a file that comes back from $OUT may hold at most 16 MiB ...
+BACK_MAX_FILES = 6      # ... and at most 8 come back: leave room for full.csv and gpu_run.log ...
+BACK_MAX_MIB = 60       # ... and 64 MiB together
+
+
+def send_back(patterns: list[str], out: Path, part_bytes: int = BACK_PART_MIB * MIB,
+              max_files: int = BACK_MAX_FILES, max_bytes: int = BACK_MAX_MIB * MIB) -> dict:
+    """Pack the cached derived files matching ``patterns`` (globs under ``$MINILIB_CACHE/derived``,
+    e.g. the full-profile models chapter 06 trained there) with their checksums into
+    ``out/back-NN`` parts and ``out/back.json``, small enough to come back from the GPU machine."""
+    from minilib import data
+
+    derived = data.cache_dir() / "derived"
+    files = sorted({q for pat in patterns for q in derived.glob(pat)
+                    if q.is_file() and not q.name.endswith(".sha256")})
+    if not files:
+        raise SystemExit(f"no cached file under {derived} matches {' '.join(patterns)}: run the notebook that "
+                         f"builds it first, or check the pattern against `ls {derived}`")
+    members = [f for q in files for f in (q, q.with_name(q.name + ".sha256")) if f.exists()]
+    buf = io.BytesIO()
+    with lzma.open(buf, "wb", preset=0) as xz, tarfile.open(fileobj=xz, mode="w") as tar:
+        for f in members:
+            tar.add(f, arcname=f.name)
+    blob = buf.getvalue()
+    n_parts = -(-len(blob) // part_bytes)
+    if n_parts + 1 > max_files or len(blob) > max_bytes:
+        raise SystemExit(f"{len(blob) / MIB:.1f} MiB in {n_parts} parts and a manifest is more than may come back "
+                         f"({max_files} files, {max_bytes / MIB:.0f} MiB): name fewer patterns and send the rest "
+                         "in a later call")
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = {"files": [q.name for q in files], **_split(blob, out, "back", part_bytes)}
+    (out / "back.json").write_text(json.dumps(manifest, indent=1))
+    print(f"{len(files)} cached files, {len(blob) / MIB:.1f} MiB in {len(manifest['parts'])} part(s) under {out}/")
+    return manifest
+
+
+def receive(folder: Path) -> list[Path]:
+    """Here: check and join the parts ``send_back`` wrote, and put the files into this machine's
+    cache (``data.cache_dir() / "derived"``), each verified against its ``.sha256``. A file already
+    there is replaced (it is named): the GPU's run is the one the book reports."""
+    from minilib import data
+
+    if not (folder / "back.json").is_file():
+        raise SystemExit(f"{folder} has no back.json: name the folder the GPU run's back/ files were copied to")
+    manifest = json.loads((folder / "back.json").read_text())
+    blob = _join(folder, manifest, "copy every back-NN file that came back next to back.json")
+    derived = data.cache_dir() / "derived"
+    derived.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=derived) as tmp, lzma.open(blob) as xz, tarfile.open(fileobj=xz) as tar:
+        tar.extractall(tmp, filter="data")
+        got = []
+        for name in manifest["files"]:
+            f, sidecar = Path(tmp) / name, Path(tmp) / (name + ".sha256")
+            if not sidecar.exists() or data.sha256_file(f) != sidecar.read_text().split()[0]:
+                raise SystemExit(f"{name} does not match its checksum: send it back again")
+            for q in (f, sidecar):
+                if (derived / q.name).exists():
+                    print(f"replacing {derived / q.name}")
+                os.replace(q, derived / q.name)
+            got.append(derived / name)
+    print(f"{len(got)} files into {derived}: {', '.join(p.name for p in got)}")
+    return got
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -332,6 +422,11 @@ def main(argv=None) -> int:
     b.add_argument("--python-version", default="3.12", help="the GPU machine's Python, for the wheels")
     c = sub.add_parser("unpack", help="on the GPU machine: join, check and install the parts in FOLDER")
     c.add_argument("folder", type=Path)
+    d = sub.add_parser("send-back", help="on the GPU machine: pack cached files (globs) into parts that come back")
+    d.add_argument("patterns", nargs="+", help="globs under $MINILIB_CACHE/derived, e.g. 'ch06-*-full-v1.safetensors'")
+    d.add_argument("--out", type=Path, required=True, help="a folder under $OUT")
+    e = sub.add_parser("receive", help="here: check the parts that came back and put the files into the cache")
+    e.add_argument("folder", type=Path)
     args = ap.parse_args(argv)
     if args.cmd == "needs":
         for nb in args.notebooks:
@@ -345,8 +440,12 @@ def main(argv=None) -> int:
         if not args.no_build:
             prebuild(need)
         write_bundle(need, args.dest, args.part_mib * MIB, python_version=args.python_version)
-    else:
+    elif args.cmd == "unpack":
         unpack(args.folder.resolve())
+    elif args.cmd == "send-back":
+        send_back(args.patterns, args.out)
+    else:
+        receive(args.folder)
     return 0
 
 

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # On an offline GPU machine: unpack the parts of scripts/gpu_bundle.py in FOLDER (once), then run
 # the named notebooks under nbval in the full profile; the table of measured runs goes to
-# $OUT/full.csv (or ./full.csv) and each notebook's log to $OUT/.
+# $OUT/full.csv (or ./full.csv) and the log to $OUT/gpu_run.log. With SEND_BACK set to globs of
+# cached files (the models the notebooks trained there), they come back too, as $OUT/back/ parts
+# that `python scripts/gpu_bundle.py receive DIR` puts into this machine's cache.
 #   bash scripts/gpu_run.sh /tmp/gpu notebooks/06_transformers_from_scratch.ipynb ...
+#   SEND_BACK='ch06-*-full-v1.safetensors' bash scripts/gpu_run.sh /tmp/gpu notebooks/06_*.ipynb
 set -euo pipefail
 cd "$(dirname "$0")/.."
 folder=${1:?usage: gpu_run.sh FOLDER NOTEBOOK...}; shift
@@ -12,4 +15,9 @@ out=${OUT:-.}
 export PYTHONUNBUFFERED=1 MINILIB_THREADS=${MINILIB_THREADS:-$(nproc)}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
-python3 scripts/run_notebooks.py --profile full --out "$out/full.csv" "$@" 2>&1 | tee "$out/gpu_run.log"
+status=0
+python3 scripts/run_notebooks.py --profile full --out "$out/full.csv" "$@" 2>&1 | tee "$out/gpu_run.log" || status=$?
+if [ -n "${SEND_BACK:-}" ]; then   # also after a failure: what was trained before it is still good
+  python3 scripts/gpu_bundle.py send-back --out "$out/back" $SEND_BACK 2>&1 | tee -a "$out/gpu_run.log"
+fi
+exit $status

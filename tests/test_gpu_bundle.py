@@ -66,3 +66,53 @@ def test_unpack_refuses_a_broken_or_missing_part(tmp_path):
     with pytest.raises(SystemExit, match="is missing: send every part"):
         gb.unpack(dest)
     assert json.loads((dest / "manifest.json").read_text())["needs"] == need
+
+
+def _derived(cache: Path, name: str, payload: bytes) -> Path:
+    """A cached derived file with its checksum, as data.cached_derived writes it."""
+    return data.cached_derived(name, lambda p: p.write_bytes(payload))
+
+
+def test_send_back_and_receive_put_the_gpus_files_into_this_cache(tmp_path, monkeypatch):
+    there, here = tmp_path / "there", tmp_path / "here"
+    monkeypatch.setenv("MINILIB_CACHE", str(there))
+    payload = bytes(range(256)) * 400                                   # 100 kB of "weights"
+    _derived(there, "ch06-encoder-full-v1.safetensors", payload)
+    _derived(there, "ch06-decoder-full-v1.safetensors", payload[::-1])
+    _derived(there, "corpus-full-v3.txt", b"not asked for")
+    manifest = gb.send_back(["ch06-*-full-v1.safetensors"], tmp_path / "out" / "back", part_bytes=30_000)
+    assert manifest["files"] == ["ch06-decoder-full-v1.safetensors", "ch06-encoder-full-v1.safetensors"]
+    assert all((tmp_path / "out" / "back" / p["name"]).stat().st_size <= 30_000 for p in manifest["parts"])
+
+    monkeypatch.setenv("MINILIB_CACHE", str(here))
+    _derived(here, "ch06-encoder-full-v1.safetensors", b"a CPU run's weights")   # replaced by the GPU's
+    got = gb.receive(tmp_path / "out" / "back")
+    assert [p.name for p in got] == manifest["files"]
+    assert (here / "derived" / "ch06-encoder-full-v1.safetensors").read_bytes() == payload
+    # the cache accepts them as they are: no rebuild
+    assert data.cached_derived("ch06-decoder-full-v1.safetensors", lambda p: 1 / 0).read_bytes() == payload[::-1]
+    assert not (here / "derived" / "corpus-full-v3.txt").exists()
+    assert sorted(p.name for p in (here / "derived").iterdir()) == sorted(
+        n for f in manifest["files"] for n in (f, f + ".sha256"))           # no temporary folder left
+
+
+def test_send_back_refuses_nothing_or_too_much_and_receive_a_broken_part(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINILIB_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(SystemExit, match="no cached file under .* matches ch14-"):
+        gb.send_back(["ch14-*"], tmp_path / "back")
+    _derived(tmp_path / "cache", "ch14-clip.safetensors", __import__("os").urandom(50_000))  # incompressible
+    with pytest.raises(SystemExit, match=r"more than may come back \(6 files, .*\): name fewer patterns"):
+        gb.send_back(["ch14-*"], tmp_path / "back", part_bytes=5_000)
+    with pytest.raises(SystemExit, match="more than may come back"):
+        gb.send_back(["ch14-*"], tmp_path / "back", max_bytes=40_000)
+    assert not (tmp_path / "back").exists()
+    manifest = gb.send_back(["ch14-*"], tmp_path / "back", part_bytes=20_000)
+    last = tmp_path / "back" / manifest["parts"][-1]["name"]
+    last.write_bytes(b"x" + last.read_bytes()[1:])
+    with pytest.raises(SystemExit, match="does not match the manifest"):
+        gb.receive(tmp_path / "back")
+    last.unlink()
+    with pytest.raises(SystemExit, match="is missing: copy every back-NN file"):
+        gb.receive(tmp_path / "back")
+    with pytest.raises(SystemExit, match="has no back.json"):
+        gb.receive(tmp_path)
