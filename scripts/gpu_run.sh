@@ -5,7 +5,7 @@
 # cached files (the models the notebooks trained there), they come back too, as $OUT/back/ parts
 # that `python scripts/gpu_bundle.py receive DIR` puts into this machine's cache.
 #   bash scripts/gpu_run.sh /tmp/gpu notebooks/06_transformers_from_scratch.ipynb ...
-#   SEND_BACK='ch06-*-full-v1.safetensors' bash scripts/gpu_run.sh /tmp/gpu notebooks/06_*.ipynb
+#   SEND_BACK='ch06-*-full-v1.safetensors' RUN_BUDGET=480 bash scripts/gpu_run.sh /tmp/gpu notebooks/06_*.ipynb
 set -euo pipefail
 cd "$(dirname "$0")/.."
 folder=${1:?usage: gpu_run.sh FOLDER NOTEBOOK...}; shift
@@ -15,8 +15,12 @@ out=${OUT:-.}
 export PYTHONUNBUFFERED=1 MINILIB_THREADS=${MINILIB_THREADS:-$(nproc)}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
+# RUN_BUDGET (seconds): stop the notebooks then, leaving the call time to send back; full.csv keeps
+# the rows of the notebooks that finished (run_notebooks.py writes it after each one).
+runner=(python3 scripts/run_notebooks.py --profile full --out "$out/full.csv" "$@")
+[ -z "${RUN_BUDGET:-}" ] || runner=(timeout --signal=INT --kill-after=20 "$RUN_BUDGET" "${runner[@]}")
 status=0
-python3 scripts/run_notebooks.py --profile full --out "$out/full.csv" "$@" 2>&1 | tee "$out/gpu_run.log" || status=$?
+"${runner[@]}" 2>&1 | tee "$out/gpu_run.log" || status=$?
 if [ -n "${SEND_BACK:-}" ]; then   # also after a failure: what was trained before it is still good
   python3 scripts/gpu_bundle.py send-back --out "$out/back" $SEND_BACK 2>&1 | tee -a "$out/gpu_run.log"
 fi

@@ -69,26 +69,40 @@ def main() -> int:
     if missing:
         ap.error(f"no such notebook: {', '.join(missing)}")
     out = args.out or ROOT / "book" / "runtimes" / f"{args.profile}.csv"
+    old = {}
+    if out.exists():
+        with open(out, newline="") as f:
+            old = {r["notebook"]: r for r in csv.DictReader(f)}
     rows = []
     for nb in nbs:
-        row = run_one(nb, args.profile)
+        try:
+            row = run_one(nb, args.profile)
+        except KeyboardInterrupt:   # Ctrl-C, or gpu_run.sh's RUN_BUDGET: the finished rows are written
+            print(f"stopped during {nb.stem}: {len(rows)} of {len(nbs)} notebooks ran; {out} holds their rows",
+                  file=sys.stderr)
+            return 130
         print(f"{row['notebook']:<40} {row['profile']:<6} {row['device']:<28} {row['seconds']:>6} s  {row['result']}",
               flush=True)
         rows.append(row)
-    if args.notebooks and out.exists():  # a partial run updates its rows and keeps the others
-        with open(out, newline="") as f:
-            old = {r["notebook"]: r for r in csv.DictReader(f)}
-        old.update({r["notebook"]: r for r in rows})
-        order = [p.stem for p in toc_notebooks()]
-        rows = sorted(old.values(), key=lambda r: order.index(r["notebook"]) if r["notebook"] in order else 99)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+        # written after every notebook, so a run stopped part-way (a time limit) keeps what it measured;
+        # until the last notebook the rows of the previous table stay for the notebooks not yet run
+        last = len(rows) == len(nbs)
+        write_table(out, rows if last and not args.notebooks else {**old, **{r["notebook"]: r for r in rows}}.values())
     print(f"wrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
     return 0 if all(r["result"] == "passed" for r in rows) else 1
 
+
+def write_table(out: Path, rows) -> None:
+    """Write ``rows`` to ``out`` in the order of ``_toc.yml`` (other notebooks last), atomically."""
+    order = [p.stem for p in toc_notebooks()]
+    rows = sorted(rows, key=lambda r: order.index(r["notebook"]) if r["notebook"] in order else len(order))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, out)
 
 if __name__ == "__main__":
     sys.exit(main())
