@@ -30,7 +30,7 @@ def toc_notebooks() -> list[Path]:
     return [ROOT / f"{m}.ipynb" for m in re.findall(r"file:\s*(notebooks/\S+)", toc)]
 
 
-def run_one(nb: Path, profile: str) -> dict:
+def run_one(nb: Path, profile: str, cell_timeout: int = 3600) -> dict:
     sanitize = ROOT / "tests" / "nbval_sanitize.cfg"   # full: notebooks/conftest.py compares no outputs
     with tempfile.TemporaryDirectory() as tmp:
         metrics_file = Path(tmp) / "metrics.json"
@@ -40,7 +40,7 @@ def run_one(nb: Path, profile: str) -> dict:
                # one torch thread on a CPU, as the checked outputs were made (scripts/run_notebook.sh)
                "MINILIB_THREADS": os.environ.get("MINILIB_THREADS", "1")}
         cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
-               "--nbval-current-env", "--nbval-cell-timeout=3600", f"--nbval-sanitize-with={sanitize}", str(nb)]
+               "--nbval-current-env", f"--nbval-cell-timeout={cell_timeout}", f"--nbval-sanitize-with={sanitize}", str(nb)]
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
         seconds = time.perf_counter() - t0
@@ -63,6 +63,9 @@ def main() -> int:
     ap.add_argument("notebooks", nargs="*", type=Path, help="default: every notebook in _toc.yml")
     ap.add_argument("--profile", choices=["quick", "full"], default="full")
     ap.add_argument("--out", type=Path, help="default: book/runtimes/<profile>.csv")
+    ap.add_argument("--cell-timeout", type=int, default=3600,
+                    help="seconds one cell may run (default 3600; a full profile on a CPU can need more: "
+                         "chapter 13's critical-n search ran past an hour on one core)")
     args = ap.parse_args()
     nbs = [p.resolve() for p in args.notebooks] or toc_notebooks()
     missing = [str(p) for p in nbs if not p.exists()]
@@ -76,7 +79,7 @@ def main() -> int:
     rows = []
     for nb in nbs:
         try:
-            row = run_one(nb, args.profile)
+            row = run_one(nb, args.profile, args.cell_timeout)
         except KeyboardInterrupt:   # Ctrl-C, or gpu_run.sh's RUN_BUDGET: the finished rows are written
             print(f"stopped during {nb.stem}: {len(rows)} of {len(nbs)} notebooks ran; {out} holds their rows",
                   file=sys.stderr)

@@ -27,7 +27,8 @@ def test_rows_are_written_as_each_notebook_ends_and_kept_when_a_run_is_stopped(t
     rn.write_table(out, [fake_row(nb, "full", seconds="old") for nb in nbs[:4]])   # an earlier table
     seen = []
 
-    def run_one(nb, profile):
+    def run_one(nb, profile, cell_timeout):
+        assert cell_timeout == 3600
         if len(seen) == 2:
             raise KeyboardInterrupt  # the time limit, during the third notebook
         seen.append(nb.stem)
@@ -47,7 +48,9 @@ def test_a_complete_run_of_every_notebook_replaces_the_table(tmp_path, monkeypat
     nbs = rn.toc_notebooks()
     out = tmp_path / "quick.csv"
     rn.write_table(out, [fake_row(Path("notebooks/99_gone.ipynb"), "quick")])
-    monkeypatch.setattr(rn, "run_one", lambda nb, profile: fake_row(nb, profile))
-    monkeypatch.setattr(sys, "argv", ["run_notebooks.py", "--profile", "quick", "--out", str(out)])
+    monkeypatch.setattr(rn, "run_one", lambda nb, profile, cell_timeout: fake_row(nb, profile, str(cell_timeout)))
+    monkeypatch.setattr(sys, "argv", ["run_notebooks.py", "--profile", "quick", "--out", str(out),
+                                      "--cell-timeout", "9000"])
     assert rn.main() == 0
     assert list(read(out)) == [nb.stem for nb in nbs]
+    assert {r["seconds"] for r in read(out).values()} == {"9000"}          # the limit reached run_one
