@@ -6,7 +6,10 @@ runs that Appendix B renders: notebook, profile, device, seconds, result, key me
 
 Each notebook reports its key numbers with ``minilib.profile.record(...)``; this script points
 ``MINILIB_METRICS_FILE`` at a temporary file per notebook and reads them back. The table goes
-to ``book/runtimes/<profile>.csv`` (``--out`` to change). Exit status 1 if a notebook fails.
+to ``book/runtimes/<profile>.csv`` (``--out`` to change), rewritten after every notebook: rows of
+notebooks not run this time are kept, so a run stopped part-way keeps what it measured. Exit
+status 1 if a notebook fails, 130 if the run was interrupted. A cell may run for ``--cell-timeout``
+seconds (default 3600), which a full profile on a CPU can exceed (chapter 13).
 """
 from __future__ import annotations
 
