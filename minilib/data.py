@@ -24,6 +24,7 @@ Defined in chapter 01; every chapter loads its data here.
 from __future__ import annotations
 
 import bz2
+import contextlib
 import difflib
 import functools
 import gzip
@@ -450,13 +451,41 @@ def cached_derived(key: str, build: Callable[[Path], None]) -> Path:
     """
     dest = cache_dir() / "derived" / key
     sidecar = dest.with_name(dest.name + ".sha256")
-    if dest.exists() and sidecar.exists():
-        if sha256_file(dest) == sidecar.read_text().split()[0]:
+
+    def valid() -> bool:
+        return dest.exists() and sidecar.exists() and sha256_file(dest) == sidecar.read_text().split()[0]
+
+    if valid():
+        return dest
+    # Two processes that miss the same file at once (two notebooks under pytest -n 2) would both
+    # build it; the second waits for the first instead, then finds the file.
+    with _build_lock(key):
+        if valid():
             return dest
-        warnings.warn(f"cache file {dest} is corrupt (checksum mismatch): rebuilding it")
-    _atomic_write(dest, lambda tmp: _build_isolated(build, tmp))
-    _atomic_write(sidecar, lambda tmp: tmp.write_text(f"{sha256_file(dest)}  {dest.name}\n"))
+        if dest.exists() and sidecar.exists():
+            warnings.warn(f"cache file {dest} is corrupt (checksum mismatch): rebuilding it")
+        _atomic_write(dest, lambda tmp: _build_isolated(build, tmp))
+        _atomic_write(sidecar, lambda tmp: tmp.write_text(f"{sha256_file(dest)}  {dest.name}\n"))
     return dest
+
+
+@contextlib.contextmanager
+def _build_lock(key: str):
+    """An exclusive lock on ``cache_dir()/locks/<key>.lock`` while ``key`` is built (POSIX ``flock``,
+    released by the system if the process dies; where ``fcntl`` is missing, no lock)."""
+    try:
+        import fcntl
+    except ImportError:   # Windows: a rare double build, as before
+        yield
+        return
+    lock = cache_dir() / "locks" / f"{key}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 # --- parsers: one per source ------------------------------------------------------------

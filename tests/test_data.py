@@ -1,9 +1,12 @@
 """minilib.data: the real sources load with their known sizes, and every failure case
 (unknown name, missing package, wrong checksum, corrupt cache, download) behaves as documented."""
-import json
 import gzip
 import io
+import json
+import os
 import shutil
+import subprocess
+import sys
 import tarfile
 import warnings
 from pathlib import Path
@@ -456,3 +459,19 @@ def test_data_pickles_may_hold_arrays_only(tmp_path):
         pickle.dump(Source, f)           # any class other than NumPy's must be refused
     with gzip.open(evil, "rb") as f, pytest.raises(pickle.UnpicklingError, match="arrays only"):
         data._ArraysOnly(f).load()
+
+
+def test_two_processes_missing_the_same_file_build_it_once(cache, tmp_path):
+    # Two notebooks under pytest -n 2 that need the same trained model: the second waits, then loads.
+    log = tmp_path / "builds.log"
+    code = ("import sys, time\nfrom minilib import data\n"
+            "def build(p):\n"
+            f"    open({str(log)!r}, 'a').write('built\\n'); time.sleep(1.5); p.write_text('model')\n"
+            "print(data.cached_derived('shared-model.txt', build).read_text())\n")
+    env = {**os.environ, "MINILIB_CACHE": str(cache)}
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=60)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0] and outs == ["model\n", "model\n"]
+    assert log.read_text() == "built\n"
+    assert sorted(q.name for q in (cache / "derived").iterdir()) == ["shared-model.txt", "shared-model.txt.sha256"]
