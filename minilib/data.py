@@ -452,21 +452,24 @@ def cached_derived(key: str, build: Callable[[Path], None]) -> Path:
     dest = cache_dir() / "derived" / key
     sidecar = dest.with_name(dest.name + ".sha256")
 
-    def valid() -> bool:
-        return dest.exists() and sidecar.exists() and sha256_file(dest) == sidecar.read_text().split()[0]
-
-    if valid():
+    if _matches_sidecar(dest):
         return dest
     # Two processes that miss the same file at once (two notebooks under pytest -n 2) would both
     # build it; the second waits for the first instead, then finds the file.
     with _build_lock(key):
-        if valid():
+        if _matches_sidecar(dest):
             return dest
         if dest.exists() and sidecar.exists():
             warnings.warn(f"cache file {dest} is corrupt (checksum mismatch): rebuilding it")
         _atomic_write(dest, lambda tmp: _build_isolated(build, tmp))
         _atomic_write(sidecar, lambda tmp: tmp.write_text(f"{sha256_file(dest)}  {dest.name}\n"))
     return dest
+
+
+def _matches_sidecar(path: Path) -> bool:
+    """Whether ``path`` and the ``.sha256`` file beside it exist and agree (a cached derived file)."""
+    sidecar = path.with_name(path.name + ".sha256")
+    return path.exists() and sidecar.exists() and sha256_file(path) == sidecar.read_text().split()[0]
 
 
 @contextlib.contextmanager

@@ -967,11 +967,15 @@ def store_book_model(model: nn.Module, kind: str, profile: str | None = None) ->
             raise ValueError(f"this {kind} does not follow BOOK_RECIPE[{profile!r}]: {field} is {got[field]!r}, "
                              f"the recipe says {want[field]!r}; train it with the recipe or call book_models()")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    wrote = []
 
     def write(p):
         save_file(state, str(p), metadata={"config": json.dumps(got)})
+        wrote.append(p)
 
     path = data.cached_derived(book_cache_name(kind, profile), write)
+    if wrote:   # stored just now: nothing to compare
+        return path
     cached = load_file(str(path))
     if cached.keys() != state.keys() or any(not torch.equal(cached[k], state[k]) for k in state):
         warnings.warn(f"the cache already held other weights for the book's {kind} ({path.name}, another run's): "

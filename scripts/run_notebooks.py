@@ -110,5 +110,6 @@ def write_table(out: Path, rows) -> None:
         w.writerows(rows)
     os.replace(tmp, out)
 
+
 if __name__ == "__main__":
     sys.exit(main())
