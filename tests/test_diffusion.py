@@ -325,3 +325,81 @@ def test_image_grid():
     assert (g[3:5, 3:5] == 0.5).all() and (g[3:5, 6:8] == 1).all()  # image 4 at row 1, col 1; the rest blank
     with pytest.raises(ValueError, match="non-empty"):
         D.image_grid(torch.zeros(0, 3, 2, 2), 2)
+
+
+# ---------------------------------------------------------------------------- parity with diffusers
+# diffusers (Hugging Face) is the reference implementation of the schedules and samplers. Its
+# schedulers compute in float32, ours in float64, hence the tolerances.
+
+class _Wobble(torch.nn.Module):
+    """A fixed, non-linear noise predictor in x and t (a stand-in for a trained U-Net)."""
+
+    def __init__(self, seed=0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.w = torch.nn.Parameter(torch.randn(3, 3, generator=g) * 0.5)
+
+    def forward(self, x, t, cond=None, context=None, context_mask=None, drop=None):
+        mixed = torch.einsum("oc,bchw->bohw", self.w, x)
+        return torch.tanh(mixed + 1e-3 * t.float().view(-1, 1, 1, 1)) + 0.5 * x
+
+
+def _diffusers_schedule(kind, T, **kw):
+    from diffusers import DDIMScheduler, DDPMScheduler
+    beta = dict(beta_schedule="linear", beta_start=1e-4 * 1000 / T, beta_end=0.02 * 1000 / T) if kind == "linear" \
+        else dict(beta_schedule="squaredcos_cap_v2")
+    common = dict(num_train_timesteps=T, clip_sample=True, clip_sample_range=1.0, prediction_type="epsilon", **beta)
+    if kw.pop("ddim", False):
+        return DDIMScheduler(set_alpha_to_one=True, **common, **kw)
+    return DDPMScheduler(variance_type="fixed_small", **common, **kw)
+
+
+@pytest.mark.parametrize("kind,T", [("linear", 1000), ("linear", 200), ("cosine", 1000), ("cosine", 50)])
+def test_schedules_match_diffusers(kind, T):
+    ours = (D.linear_schedule if kind == "linear" else D.cosine_schedule)(T)
+    ref = _diffusers_schedule(kind, T)
+    torch.testing.assert_close(ours.betas.float(), ref.betas, atol=1e-7, rtol=1e-5)
+    torch.testing.assert_close(ours.alpha_bar.float(), ref.alphas_cumprod, atol=1e-7, rtol=1e-4)
+
+
+def test_q_sample_matches_diffusers_add_noise():
+    s, ref = D.cosine_schedule(100), _diffusers_schedule("cosine", 100)
+    g = torch.Generator().manual_seed(0)
+    x0, noise = torch.rand(4, 3, 5, 5, generator=g) * 2 - 1, torch.randn(4, 3, 5, 5, generator=g)
+    t = torch.tensor([0, 17, 60, 99])
+    torch.testing.assert_close(D.q_sample(x0, t, noise, s), ref.add_noise(x0, noise, t), atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("steps", [None, 25])
+def test_ddpm_sampler_matches_diffusers(steps):
+    """The whole ancestral chain, step by step: DDPMScheduler with our time steps and the same noise
+    draws (both take one randn of the image's shape per step except the last, from one generator)."""
+    T = 100
+    s, ref, net = D.linear_schedule(T), _diffusers_schedule("linear", T), _Wobble()
+    shape, x_T = (2, 3, 4, 4), torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(1))
+    ours = D.ddpm_sample(net, shape, s, steps=steps, noise=x_T, generator=torch.Generator().manual_seed(2))
+    ref.set_timesteps(timesteps=D.sample_timesteps(T, steps or T))
+    x, g = x_T.clone(), torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for t in ref.timesteps:
+            x = ref.step(net(x, t.expand(2)), t, x, generator=g).prev_sample
+    torch.testing.assert_close(ours, x, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+def test_ddim_sampler_matches_diffusers(eta):
+    """DDIM over all T steps (diffusers' DDIM fixes its own stride, so only the full chain shares our
+    time steps), with the clipped x0 turned back into eps as ours does (use_clipped_model_output)."""
+    T = 100
+    s, ref, net = D.cosine_schedule(T), _diffusers_schedule("cosine", T, ddim=True), _Wobble(seed=3)
+    shape, x_T = (2, 3, 4, 4), torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(1))
+    ours = D.ddim_sample(net, shape, s, eta=eta, noise=x_T, generator=torch.Generator().manual_seed(2))
+    ref.set_timesteps(T)
+    assert ref.timesteps.tolist() == D.sample_timesteps(T, T)
+    x, g = x_T.clone(), torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for t in ref.timesteps:
+            z = torch.randn(shape, generator=g)   # ours draws one per step (unused when eta = 0)
+            x = ref.step(net(x, t.expand(2)), t, x, eta=eta, use_clipped_model_output=True,
+                         variance_noise=z).prev_sample
+    torch.testing.assert_close(ours, x, atol=1e-4, rtol=1e-4)
