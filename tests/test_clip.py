@@ -39,6 +39,80 @@ def test_clip_loss_matches_reference_and_is_symmetric():
     torch.testing.assert_close(loss, clip.clip_loss(img[perm], txt[perm], scale))
 
 
+def test_clip_loss_matches_transformers_clip_model():
+    """transformers' CLIPModel computes its training loss from its own towers' embeddings and its
+    learnt log-temperature; ours, given those embeddings and exp(logit_scale), gives the same."""
+    from transformers import CLIPConfig, CLIPModel
+    torch.manual_seed(0)
+    cfg = CLIPConfig(
+        text_config=dict(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, max_position_embeddings=8),
+        vision_config=dict(image_size=16, patch_size=8, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                           num_attention_heads=2),
+        projection_dim=8, logit_scale_init_value=2.0)
+    ref = CLIPModel(cfg).eval()
+    ids = torch.randint(1, 50, (5, 8))
+    with torch.no_grad():
+        out = ref(input_ids=ids, pixel_values=torch.randn(5, 3, 16, 16), return_loss=True)
+        ours = clip.clip_loss(out.image_embeds, out.text_embeds, ref.logit_scale.exp())
+    torch.testing.assert_close(ours, out.loss, atol=1e-5, rtol=1e-5)
+
+
+def _vit_name_map(ours: "clip.ImageViT", hf_keys) -> dict[str, str]:
+    """Our ImageViT's parameter names -> transformers ViTModel's (both of its namings: the
+    attention.attention.query of transformers 4 and the attention.q_proj of 5)."""
+    hf_keys = set(hf_keys)
+
+    def pick(*names):
+        found = [n for n in names if n in hf_keys]
+        assert len(found) == 1, f"none or several of {names} in ViTModel's state dict"
+        return found[0]
+
+    m = {"cls": "embeddings.cls_token", "pos": "embeddings.position_embeddings",
+         "to_patches.weight": "embeddings.patch_embeddings.projection.weight",
+         "to_patches.bias": "embeddings.patch_embeddings.projection.bias"}
+    for i in range(len(ours.blocks)):
+        for w in ("weight", "bias"):
+            new, old = f"layers.{i}.", f"encoder.layer.{i}."
+            m[f"blocks.{i}.attn.q.{w}"] = pick(f"{new}attention.q_proj.{w}", f"{old}attention.attention.query.{w}")
+            m[f"blocks.{i}.attn.k.{w}"] = pick(f"{new}attention.k_proj.{w}", f"{old}attention.attention.key.{w}")
+            m[f"blocks.{i}.attn.v.{w}"] = pick(f"{new}attention.v_proj.{w}", f"{old}attention.attention.value.{w}")
+            m[f"blocks.{i}.attn.out.{w}"] = pick(f"{new}attention.o_proj.{w}", f"{old}attention.output.dense.{w}")
+            m[f"blocks.{i}.norm1.{w}"] = pick(f"{new}layernorm_before.{w}", f"{old}layernorm_before.{w}")
+            m[f"blocks.{i}.norm2.{w}"] = pick(f"{new}layernorm_after.{w}", f"{old}layernorm_after.{w}")
+            m[f"blocks.{i}.ff1.{w}"] = pick(f"{new}mlp.fc1.{w}", f"{old}intermediate.dense.{w}")
+            m[f"blocks.{i}.ff2.{w}"] = pick(f"{new}mlp.fc2.{w}", f"{old}output.dense.{w}")
+    for w in ("weight", "bias"):
+        m[f"norm.{w}"] = "layernorm." + w
+    return m
+
+
+def test_image_vit_matches_transformers_vit_model():
+    """Our ViT tower is Dosovitskiy et al.'s ViT: with transformers' ViTModel's weights copied in
+    (every one randomised, so no LayerNorm is the identity), its [cls] output, through our
+    projection, is ours. Only the projection to the joint space is CLIP's own."""
+    from transformers import ViTConfig, ViTModel
+    torch.manual_seed(0)
+    ours = clip.ImageViT(image_size=16, patch=4, width=32, depth=2, heads=4, dim=8).eval()
+    cfg = ViTConfig(image_size=16, patch_size=4, num_channels=3, hidden_size=32, num_hidden_layers=2,
+                    num_attention_heads=4, intermediate_size=128, hidden_act="gelu", qkv_bias=True,
+                    hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, layer_norm_eps=1e-12)
+    ref = ViTModel(cfg, add_pooling_layer=False).eval()
+    with torch.no_grad():
+        for p in ref.parameters():
+            p.add_(torch.randn_like(p) * 0.2)
+    hf = ref.state_dict()
+    names = _vit_name_map(ours, hf)
+    assert set(names) | {"proj.weight"} == set(ours.state_dict()), "every weight of ours but the projection is ViT's"
+    ours.load_state_dict({**{k: hf[v] for k, v in names.items()}, "proj.weight": ours.proj.weight})
+    # Our final LayerNorm keeps PyTorch's eps = 1e-5 (ViT: 1e-12); the same here, to compare exactly.
+    ours.norm.eps = cfg.layer_norm_eps
+    x = torch.randn(3, 3, 16, 16)
+    with torch.no_grad():
+        want = ours.proj(ref(pixel_values=x).last_hidden_state[:, 0])
+        torch.testing.assert_close(ours(x), want, atol=1e-5, rtol=1e-5)
+
+
 def test_clip_loss_equals_chapter_08_info_nce_symmetric():
     contrastive = pytest.importorskip("minilib.contrastive")
     g = torch.Generator().manual_seed(1)
