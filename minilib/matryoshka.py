@@ -92,13 +92,16 @@ def matryoshka_loss(base_loss: Callable, dims: Sequence[int], weights: Sequence[
     ``base_loss(queries (B, D), keys (B + M, D)) -> scalar`` is any embedding loss, e.g.
     ``functools.partial(contrastive.info_nce, temperature=0.05)`` (it normalises the prefixes
     itself, so a prefix is scored by its own cosine). ``weights`` default to 1 for every size, as
-    Kusupati et al. and sentence-transformers' ``MatryoshkaLoss`` do. Returns the wrapped loss;
-    the widths are checked at each call. Defined in chapter 11.
+    Kusupati et al. and sentence-transformers' ``MatryoshkaLoss`` do; weight ``i`` belongs to
+    ``dims[i]`` in the order given (``loss.dims`` and ``loss.weights`` hold them sorted by size).
+    Returns the wrapped loss; the widths are checked at each call. Defined in chapter 11.
     """
     if not callable(base_loss):
         raise TypeError("base_loss must be a function loss(queries, keys) -> scalar, e.g. contrastive.info_nce")
-    dims = check_dims(dims)
-    w = _weights(weights, len(dims), "dim")
+    given = tuple(dims)
+    dims = check_dims(given)                                   # sorted, so the weights follow their sizes
+    w = _weights(weights, len(given), "dim")
+    w = [w[i] for i in sorted(range(len(given)), key=lambda i: int(given[i]))]
 
     def loss(queries: torch.Tensor, keys: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         for name, x in (("queries", queries), ("keys", keys)):

@@ -64,6 +64,42 @@ def test_matryoshka_loss_is_the_sum_of_prefix_losses():
     torch.testing.assert_close(matryoshka.matryoshka_loss(nce, (24,))(q, k), nce(q, k))
 
 
+def test_matryoshka_weights_follow_their_dims_in_any_order():
+    q, k = _qk()
+    dims, w = (24, 4, 8), (1.0, 3.0, 0.5)                      # largest first, as sentence-transformers' docs write them
+    loss = matryoshka.matryoshka_loss(nce, dims, w)
+    expected = sum(wm * nce(q[:, :m], k[:, :m]) for m, wm in zip(dims, w))
+    torch.testing.assert_close(loss(q, k), expected)
+    assert loss.dims == (4, 8, 24) and loss.weights == [3.0, 0.5, 1.0]
+
+
+class _Table(torch.nn.Module):
+    """A sentence-transformers module whose sentence embedding is row ``idx`` of a fixed table."""
+
+    def __init__(self, emb):
+        super().__init__()
+        self.emb = torch.nn.Parameter(emb)
+
+    def forward(self, features):
+        return {**features, "sentence_embedding": self.emb[features["idx"]]}
+
+
+@pytest.mark.parametrize("dims,weights", [((32, 16, 8, 4), (1.0, 0.5, 0.5, 2.0)), ((8, 32), None)])
+def test_matryoshka_loss_matches_sentence_transformers(dims, weights):
+    """sentence-transformers' MatryoshkaLoss around MultipleNegativesRankingLoss (scale 20, i.e.
+    temperature 0.05) on the same anchors, positives and hard negatives gives our loss."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer import losses
+    E = torch.randn(12, 32, generator=torch.Generator().manual_seed(0))
+    st = SentenceTransformer(modules=[_Table(E)], device="cpu")
+    kw = {} if weights is None else {"matryoshka_weights": list(weights)}
+    ref = losses.MatryoshkaLoss(st, losses.MultipleNegativesRankingLoss(st, scale=20.0), list(dims), **kw)
+    a, p, n = torch.arange(0, 4), torch.arange(4, 8), torch.arange(8, 12)
+    want = ref([{"idx": a}, {"idx": p}, {"idx": n}], labels=None)
+    got = matryoshka.matryoshka_loss(nce, dims, weights)(E[a], torch.cat([E[p], E[n]]))
+    torch.testing.assert_close(got, want.detach(), atol=1e-5, rtol=1e-5)
+
+
 def test_matryoshka_loss_errors():
     q, k = _qk(D=16)
     with pytest.raises(ValueError, match="exceed"):
