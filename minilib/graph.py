@@ -609,7 +609,8 @@ class LightGCN(nn.Module):
 
     def bpr_loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, reg: float = 1e-4) -> torch.Tensor:
         """Bayesian personalised ranking: ``-log sigmoid(s(u, pos) - s(u, neg))``, averaged, plus
-        ``reg`` times the squared norm of the batch's *layer-0* embeddings (LightGCN's regulariser)."""
+        ``reg / 2`` times the squared norm of the batch's *layer-0* embeddings divided by the batch size
+        (LightGCN's regulariser; PyTorch Geometric's ``lambda_reg`` is ``reg / 2``)."""
         U, I = self.propagate()
         diff = (U[users] * (I[pos] - I[neg])).sum(-1)  # (B,)
         ego = self.embedding

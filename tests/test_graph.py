@@ -1,6 +1,6 @@
 """minilib.graph: node2vec walks (exact bias, only along edges, seeded), node vectors that find
 planted communities, held-out edges, AUC against scikit-learn, link heuristics against networkx,
-LightGCN propagation against the dense matrix formula, and BPR training."""
+LightGCN propagation against the dense matrix formula and PyTorch Geometric, and BPR training."""
 import networkx as nx
 import numpy as np
 import pytest
@@ -239,6 +239,31 @@ def test_propagation_equals_the_dense_formula():
     got = graph.propagate(torch.tensor(E0, dtype=torch.float64), ei, ew.double(), 3)
     np.testing.assert_allclose(got.numpy(), expected, atol=1e-6)  # edge weights are float32
     assert torch.equal(graph.propagate(torch.ones(3, 2), ei, ew, 0), torch.ones(3, 2))  # 0 layers = MF
+
+
+def test_lightgcn_matches_pytorch_geometric():
+    """PyTorch Geometric's LightGCN (LGConv layers, gcn_norm, layer mean) with our table copied in
+    gives our propagated embeddings, pair scores and BPR loss (its lambda_reg is our reg / 2:
+    ours halves the squared norm, as He et al. write the regulariser)."""
+    from torch_geometric.nn.models import LightGCN as PyGLightGCN
+    rng = np.random.default_rng(0)
+    n_u, n_i = 7, 5
+    users, items = rng.integers(0, n_u, 30), rng.integers(0, n_i, 30)  # repeats, and users with no item
+    ours = graph.LightGCN(n_u, n_i, dim=4, n_layers=3, seed=1).set_graph(users, items)
+    ref = PyGLightGCN(num_nodes=n_u + n_i, embedding_dim=4, num_layers=3)
+    with torch.no_grad():
+        ref.embedding.weight.copy_(ours.embedding)
+    pairs = np.unique(np.stack([users, items + n_u]), axis=1)             # (2, m) user -> item node
+    edge_index = torch.as_tensor(np.concatenate([pairs, pairs[::-1]], axis=1))  # both directions
+    U, I = ours.propagate()
+    torch.testing.assert_close(torch.cat([U, I]), ref.get_embedding(edge_index), atol=1e-6, rtol=1e-6)
+    u, pos, neg = torch.tensor([0, 3, 3, 6]), torch.tensor([1, 4, 0, 2]), torch.tensor([2, 2, 1, 4])
+    rank_pos = ref(edge_index, torch.stack([u, pos + n_u]))
+    rank_neg = ref(edge_index, torch.stack([u, neg + n_u]))
+    torch.testing.assert_close(ours(u, pos), rank_pos, atol=1e-6, rtol=1e-6)
+    node_id = torch.cat([u, pos + n_u, neg + n_u])
+    want = ref.recommendation_loss(rank_pos, rank_neg, node_id=node_id, lambda_reg=0.5e-2)
+    torch.testing.assert_close(ours.bpr_loss(u, pos, neg, reg=1e-2), want, atol=1e-6, rtol=1e-6)
 
 
 def test_lightgcn_bpr_training_learns_the_planted_blocks():
