@@ -403,3 +403,13 @@ def test_ddim_sampler_matches_diffusers(eta):
             x = ref.step(net(x, t.expand(2)), t, x, eta=eta, use_clipped_model_output=True,
                          variance_noise=z).prev_sample
     torch.testing.assert_close(ours, x, atol=1e-4, rtol=1e-4)
+
+
+def test_timestep_embedding_matches_diffusers_up_to_layout():
+    """diffusers' get_timestep_embedding (no frequency shift) lays out [sin..., cos...]; ours
+    interleaves them as chapter 05's table does. Same numbers, columns permuted."""
+    from diffusers.models.embeddings import get_timestep_embedding
+    t = torch.tensor([0.0, 1.0, 17.0, 999.0, 2.5])
+    ours, ref = D.timestep_embedding(t, 32), get_timestep_embedding(t, 32, flip_sin_to_cos=False, downscale_freq_shift=0)
+    torch.testing.assert_close(ours[:, 0::2], ref[:, :16], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ours[:, 1::2], ref[:, 16:], atol=1e-5, rtol=1e-5)
