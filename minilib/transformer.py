@@ -13,7 +13,11 @@ Read it top to bottom, as chapter 06 builds it:
 5. :func:`mean_pool` and :class:`SentenceEncoder`: one vector per text;
 6. the name maps (``bert_name_map``, ``gpt2_name_map``) that copy Hugging Face checkpoints into
    our modules, checked by :func:`load_weights`, and :func:`load_minilm`, which runs the real
-   all-MiniLM-L6-v2 sentence embedder in the code above.
+   all-MiniLM-L6-v2 sentence embedder in the code above;
+7. (chapter 10) the four switches that turn the GPT-2 block into a Llama block -- RMSNorm
+   (:class:`RMSNorm`), a SwiGLU feed-forward layer, grouped-query attention and RoPE with a chosen
+   base, all in :class:`TransformerConfig` -- and ``llama_name_map``, with which
+   :func:`from_transformers` runs a Llama-family checkpoint (SmolLM2) in our code.
 
 Every parameter name is ours; the name maps say, line by line, which tensor of a BERT or GPT-2
 checkpoint it is. The unit tests copy random ``transformers`` models through these maps and
@@ -41,13 +45,15 @@ __all__ = [
     "TransformerConfig", "attention", "split_heads", "merge_heads", "causal_mask", "MultiHeadAttention", "Block",
     "Transformer", "MaskedLM", "CausalLM", "mean_pool", "SentenceEncoder", "parameter_count", "Rename",
     "bert_name_map", "gpt2_name_map", "convert_state_dict", "load_weights", "config_from_bert",
-    "config_from_gpt2", "from_transformers", "load_minilm", "load_minilm_encoder", "save", "load",
+    "config_from_gpt2", "RMSNorm", "llama_name_map", "config_from_llama", "from_transformers", "load_minilm", "load_minilm_encoder", "save", "load",
     "BOOK_RECIPE", "book_cache_name", "book_documents", "book_tokenizer", "book_token_ids", "book_models",
     "store_book_model",
 ]
 
-ACTIVATIONS = ("gelu", "gelu_tanh", "relu")
+ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "silu")
 POSITIONS = ("learned", "sinusoidal", "rope")
+NORMS = ("layer", "rms")
+FFNS = ("mlp", "swiglu")
 
 
 # --- configuration ------------------------------------------------------------------------
@@ -74,6 +80,12 @@ class TransformerConfig:
     layer_norm_eps: float = 1e-12  # BERT uses 1e-12, GPT-2 1e-5
     position: str = "learned"      # "learned" | "sinusoidal" | "rope" (all from minilib.positions)
     pad_id: int = 0                # the padding token: its embedding row starts at zero and gets no gradient
+    # Chapter 10's switches from the GPT-2 block to the Llama block (the defaults are GPT-2's and BERT's):
+    norm: str = "layer"            # "layer" (LayerNorm) | "rms" (RMSNorm: no centring, no bias)
+    ffn: str = "mlp"               # "mlp": ff2(act(ff1 x)) | "swiglu": ff2(act(gate x) * ff1 x), act = silu
+    n_kv_heads: int | None = None  # grouped-query attention: heads of keys and values (None: n_heads)
+    bias: bool = True              # biases in the attention and feed-forward layers (Llama has none)
+    rope_base: float = 10000.0     # RoPE's base (Llama 3 and SmolLM2 use larger ones)
 
     def __post_init__(self):
         for name in ("vocab_size", "d_model", "n_layers", "n_heads", "d_ff", "max_len"):
@@ -96,15 +108,53 @@ class TransformerConfig:
             raise ValueError(f"pad_id={self.pad_id} is not a token id (vocab_size={self.vocab_size})")
         if self.type_vocab_size < 0:
             raise ValueError("type_vocab_size must be >= 0 (0 = no segment embeddings)")
+        if self.norm not in NORMS:
+            raise ValueError(f"unknown norm {self.norm!r}: use one of {NORMS}")
+        if self.ffn not in FFNS:
+            raise ValueError(f"unknown ffn {self.ffn!r}: use one of {FFNS}")
+        if self.n_kv_heads is not None and (isinstance(self.n_kv_heads, bool) or not isinstance(self.n_kv_heads, int)
+                                            or self.n_kv_heads < 1 or self.n_heads % self.n_kv_heads):
+            raise ValueError(f"n_kv_heads={self.n_kv_heads!r} must be a positive int dividing n_heads={self.n_heads}: "
+                             "each key/value head serves n_heads / n_kv_heads query heads")
+        if not self.rope_base > 0:
+            raise ValueError(f"rope_base must be positive, got {self.rope_base}")
 
     @property
     def head_dim(self) -> int:
         return self.d_model // self.n_heads
 
+    @property
+    def kv_heads(self) -> int:
+        return self.n_kv_heads or self.n_heads
+
 
 def _activation(name: str) -> nn.Module:
     # GELU(x) = x * Phi(x); GPT-2 used the tanh approximation of Phi, BERT the exact erf form.
-    return {"gelu": nn.GELU(), "gelu_tanh": nn.GELU(approximate="tanh"), "relu": nn.ReLU()}[name]
+    # SiLU(x) = x * sigmoid(x) is the gate of Llama's SwiGLU.
+    return {"gelu": nn.GELU(), "gelu_tanh": nn.GELU(approximate="tanh"), "relu": nn.ReLU(), "silu": nn.SiLU()}[name]
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square normalisation (Zhang & Sennrich, 2019): ``w * x / sqrt(mean(x^2) + eps)``.
+
+    LayerNorm without the centring and without the bias: one division per vector, and the Llama
+    family's choice. Half-precision inputs are normalised in float32, then cast back.
+    Defined in chapter 10.
+    """
+
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        work = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+        work = work * torch.rsqrt(work.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * work.to(x.dtype)
+
+
+def _norm(c: TransformerConfig) -> nn.Module:
+    return RMSNorm(c.d_model, eps=c.layer_norm_eps) if c.norm == "rms" else nn.LayerNorm(c.d_model, eps=c.layer_norm_eps)
 
 
 # --- attention ----------------------------------------------------------------------------
@@ -188,27 +238,36 @@ class MultiHeadAttention(nn.Module):
     Defined in chapter 06.
     """
 
-    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, rope: bool = False):
+    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, rope: bool = False,
+                 n_kv_heads: int | None = None, bias: bool = True, rope_base: float = 10000.0):
         super().__init__()
         if d_model % n_heads:
             raise ValueError(f"d_model={d_model} is not a multiple of n_heads={n_heads}")
-        self.n_heads, self.dropout, self.rope = n_heads, dropout, rope
+        n_kv = n_kv_heads or n_heads
+        if n_heads % n_kv:
+            raise ValueError(f"n_kv_heads={n_kv} must divide n_heads={n_heads}")
+        self.n_heads, self.n_kv_heads, self.dropout, self.rope, self.rope_base = n_heads, n_kv, dropout, rope, rope_base
+        kv_width = n_kv * (d_model // n_heads)
         # One (d_model x d_model) projection each for queries, keys and values holds all heads at
-        # once: head h uses rows h*dh .. (h+1)*dh of it, a rank-dh slice.
-        self.q = nn.Linear(d_model, d_model)
-        self.k = nn.Linear(d_model, d_model)
-        self.v = nn.Linear(d_model, d_model)
-        self.out = nn.Linear(d_model, d_model)  # mixes the heads' outputs back into the stream
+        # once: head h uses rows h*dh .. (h+1)*dh of it, a rank-dh slice. With grouped-query
+        # attention (chapter 10) keys and values have fewer heads, each shared by a group of queries.
+        self.q = nn.Linear(d_model, d_model, bias=bias)
+        self.k = nn.Linear(d_model, kv_width, bias=bias)
+        self.v = nn.Linear(d_model, kv_width, bias=bias)
+        self.out = nn.Linear(d_model, d_model, bias=bias)  # mixes the heads' outputs back into the stream
         self.last_weights: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         if x.dim() != 3:
             raise ValueError(f"MultiHeadAttention expects x of shape (batch, seq, d_model), got {tuple(x.shape)}")
         q = split_heads(self.q(x), self.n_heads)  # (B, H, T, dh)
-        k = split_heads(self.k(x), self.n_heads)
-        v = split_heads(self.v(x), self.n_heads)
+        k = split_heads(self.k(x), self.n_kv_heads)  # (B, H_kv, T, dh)
+        v = split_heads(self.v(x), self.n_kv_heads)
         if self.rope:
-            q, k = apply_rope(q), apply_rope(k)
+            q, k = apply_rope(q, base=self.rope_base), apply_rope(k, base=self.rope_base)
+        if self.n_kv_heads != self.n_heads:  # query head h reads key/value head h // group
+            group = self.n_heads // self.n_kv_heads
+            k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
         out, weights = attention(q, k, v, mask, self.dropout if self.training else 0.0)
         self.last_weights = weights.detach()
         return self.out(merge_heads(out))  # (B, T, d_model)
@@ -239,15 +298,20 @@ class Block(nn.Module):
         super().__init__()
         c = config
         self.norm_first = c.norm_first
-        self.attn = MultiHeadAttention(c.d_model, c.n_heads, c.dropout, rope=c.position == "rope")
-        self.norm1 = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps)
-        self.ff1 = nn.Linear(c.d_model, c.d_ff)
+        self.attn = MultiHeadAttention(c.d_model, c.n_heads, c.dropout, rope=c.position == "rope",
+                                       n_kv_heads=c.n_kv_heads, bias=c.bias, rope_base=c.rope_base)
+        self.norm1 = _norm(c)
+        self.ff1 = nn.Linear(c.d_model, c.d_ff, bias=c.bias)
+        # SwiGLU (Shazeer, 2020): a second projection, through the activation, gates ff1's output.
+        self.gate = nn.Linear(c.d_model, c.d_ff, bias=c.bias) if c.ffn == "swiglu" else None
         self.act = _activation(c.activation)
-        self.ff2 = nn.Linear(c.d_ff, c.d_model)
-        self.norm2 = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps)
+        self.ff2 = nn.Linear(c.d_ff, c.d_model, bias=c.bias)
+        self.norm2 = _norm(c)
         self.drop = nn.Dropout(c.dropout)
 
     def feed_forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.gate is not None:
+            return self.ff2(self.act(self.gate(x)) * self.ff1(x))  # SwiGLU
         return self.ff2(self.act(self.ff1(x)))  # (B, T, d) -> (B, T, d_ff) -> (B, T, d), per position
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -289,10 +353,10 @@ class Transformer(nn.Module):
         }[c.position]()
         self.seg = nn.Embedding(c.type_vocab_size, c.d_model) if c.type_vocab_size else None
         # BERT normalises the summed embeddings; a pre-norm model needs no such layer: each block normalises its input.
-        self.emb_norm = None if c.norm_first else nn.LayerNorm(c.d_model, eps=c.layer_norm_eps)
+        self.emb_norm = None if c.norm_first else _norm(c)
         self.drop = nn.Dropout(c.dropout)
         self.blocks = nn.ModuleList(Block(c) for _ in range(c.n_layers))
-        self.final_norm = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps) if c.norm_first else None
+        self.final_norm = _norm(c) if c.norm_first else None
         self.apply(self._init_weights)
         if c.norm_first:
             # GPT-2: every block adds two branches to the residual stream, so shrink the layers that
@@ -313,6 +377,8 @@ class Transformer(nn.Module):
         if isinstance(m, nn.LayerNorm):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+        if isinstance(m, RMSNorm):
+            nn.init.ones_(m.weight)
 
     def _check_ids(self, ids: torch.Tensor) -> None:
         c = self.config
@@ -475,15 +541,21 @@ def parameter_count(config: TransformerConfig) -> int:
     Per block ``4 d^2 + 4 d`` (q, k, v, out), ``2 d d_ff + d_ff + d`` (feed-forward) and ``4 d``
     (two LayerNorms); embeddings ``V d`` (+ ``max_len d`` learned positions, + ``S d`` segments);
     one more LayerNorm ``2 d`` (on the embeddings in post-norm, at the end in pre-norm).
+    Chapter 10's switches change the terms: keys and values ``d x d_kv`` with grouped-query
+    attention, a third ``d x d_ff`` matrix for SwiGLU, ``d`` per RMSNorm, no biases.
 
     Defined in chapter 06.
     """
-    d, f = config.d_model, config.d_ff
-    block = 4 * d * d + 4 * d + 2 * d * f + f + d + 4 * d
-    emb = config.vocab_size * d + config.type_vocab_size * d
-    if config.position == "learned":
-        emb += config.max_len * d
-    return emb + config.n_layers * block + 2 * d
+    c = config
+    d, f, b = c.d_model, c.d_ff, int(c.bias)
+    kv = c.kv_heads * c.head_dim
+    attn = 2 * d * d + 2 * d * kv + b * (2 * d + 2 * kv)
+    ffn = (3 if c.ffn == "swiglu" else 2) * d * f + b * ((2 if c.ffn == "swiglu" else 1) * f + d)
+    norm = d if c.norm == "rms" else 2 * d
+    emb = c.vocab_size * d + c.type_vocab_size * d
+    if c.position == "learned":
+        emb += c.max_len * d
+    return emb + c.n_layers * (attn + ffn + 2 * norm) + norm
 
 
 # --- one vector per text --------------------------------------------------------------------
@@ -563,14 +635,17 @@ class Rename:
     ``transpose``: GPT-2 stores its linear layers as ``Conv1D`` with weight ``(in, out)``, where
     ``nn.Linear`` keeps ``(out, in)``. ``part``: GPT-2 fuses the query, key and value projections
     into one ``c_attn`` of width ``3 d``; ``part`` 0, 1, 2 takes the q, k or v third.
-
-    Defined in chapter 06.
+    ``rope_heads``: Llama checkpoints pair RoPE's dimensions ``i`` and ``i + dh/2`` of a head
+    ("rotate half"), ours pairs ``2i`` and ``2i + 1`` (chapter 05); reordering the rows of each of
+    the ``rope_heads`` heads of a query or key projection the same way turns one into the other,
+    and leaves every dot product ``q . k`` as it was. Defined in chapter 06 (``rope_heads``: chapter 10).
     """
 
     ours: str
     theirs: str
     transpose: bool = False
     part: int | None = None
+    rope_heads: int | None = None
 
     def how(self) -> str:
         """How the tensor is changed on the way, in words (for the name-map table)."""
@@ -579,7 +654,20 @@ class Rename:
             steps.append(f"take {'qkv'[self.part]} (third {self.part + 1} of 3)")
         if self.transpose:
             steps.append("transpose (Conv1D)")
+        if self.rope_heads is not None:
+            steps.append(f"interleave each of {self.rope_heads} heads' halves (RoPE pairs)")
         return ", then ".join(steps) or "copy"
+
+
+def _halves_to_pairs(t: torch.Tensor, heads: int) -> torch.Tensor:
+    """Rows ``(0, dh/2, 1, dh/2 + 1, ...)`` of each head of ``t`` ``(heads * dh, ...)``: RoPE's
+    "rotate half" layout reordered into interleaved pairs."""
+    dh = t.shape[0] // heads
+    if dh * heads != t.shape[0] or dh % 2:
+        raise ValueError(f"a tensor of {t.shape[0]} rows does not split into {heads} heads of even size")
+    half = torch.arange(dh // 2)
+    order = torch.stack([half, half + dh // 2], dim=1).flatten()  # (dh,)
+    return t.unflatten(0, (heads, dh))[:, order].flatten(0, 1)
 
 
 # BERT's pooler ([CLS] -> dense -> tanh) served next-sentence prediction; mean pooling never uses it.
@@ -587,6 +675,8 @@ class Rename:
 BERT_IGNORE = ("pooler.*", "embeddings.position_ids")
 # Old GPT-2 checkpoints store the causal mask itself as buffers; we build it on the fly.
 GPT2_IGNORE = ("h.*.attn.bias", "h.*.attn.masked_bias")
+# Some Llama checkpoints store RoPE's frequencies; apply_rope computes them.
+LLAMA_IGNORE = ("rotary_emb.inv_freq", "layers.*.self_attn.rotary_emb.inv_freq")
 
 
 def bert_name_map(n_layers: int, segments: bool = True) -> list[Rename]:
@@ -630,6 +720,27 @@ def gpt2_name_map(n_layers: int) -> list[Rename]:
     return m
 
 
+def llama_name_map(config: TransformerConfig) -> list[Rename]:
+    """Our names <- ``transformers.LlamaModel``'s (SmolLM2, Llama, ...): query and key rows
+    reordered for our RoPE pairs, SwiGLU's ``gate_proj``/``up_proj``/``down_proj`` as
+    ``gate``/``ff1``/``ff2``, the RMSNorm weights. Defined in chapter 10.
+    """
+    c = config
+    m = [Rename("tok.weight", "embed_tokens.weight")]
+    for i in range(c.n_layers):
+        b, h = f"blocks.{i}.", f"layers.{i}."
+        params = ("weight", "bias") if c.bias else ("weight",)
+        for ours, theirs, heads in (("q", "q_proj", c.n_heads), ("k", "k_proj", c.kv_heads), ("v", "v_proj", None),
+                                    ("out", "o_proj", None)):
+            m += [Rename(f"{b}attn.{ours}.{p}", f"{h}self_attn.{theirs}.{p}", rope_heads=heads) for p in params]
+        for ours, theirs in (("gate", "gate_proj"), ("ff1", "up_proj"), ("ff2", "down_proj")):
+            m += [Rename(f"{b}{ours}.{p}", f"{h}mlp.{theirs}.{p}") for p in params]
+        m += [Rename(b + "norm1.weight", h + "input_layernorm.weight"),
+              Rename(b + "norm2.weight", h + "post_attention_layernorm.weight")]
+    m.append(Rename("final_norm.weight", "norm.weight"))
+    return m
+
+
 def convert_state_dict(theirs: Mapping[str, torch.Tensor], name_map: Sequence[Rename],
                        ignore: Sequence[str] = ()) -> dict[str, torch.Tensor]:
     """A checkpoint's tensors under our names, following ``name_map``.
@@ -657,6 +768,8 @@ def convert_state_dict(theirs: Mapping[str, torch.Tensor], name_map: Sequence[Re
             t = t.chunk(3, dim=-1)[r.part]  # c_attn: (d, 3d) weight / (3d,) bias -> the q, k or v third
         if r.transpose:
             t = t.t()  # Conv1D (in, out) -> Linear (out, in)
+        if r.rope_heads is not None:
+            t = _halves_to_pairs(t, r.rope_heads)
         out[r.ours] = t.contiguous()
     return out
 
@@ -686,7 +799,8 @@ def load_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> nn
     return model
 
 
-_HF_ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "relu": "relu"}
+_HF_ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "relu": "relu",
+                   "silu": "silu"}
 
 
 def _activation_from_hf(name: str) -> str:
@@ -727,10 +841,41 @@ def config_from_gpt2(cfg: Mapping) -> TransformerConfig:
         type_vocab_size=0, layer_norm_eps=cfg.get("layer_norm_epsilon", 1e-5), position="learned", pad_id=0)
 
 
-def from_transformers(hf_model: nn.Module) -> Transformer:
-    """Our :class:`Transformer` with the weights of a ``transformers`` ``BertModel`` or ``GPT2Model``.
+def config_from_llama(cfg: Mapping) -> TransformerConfig:
+    """A :class:`TransformerConfig` from a Llama-family ``config.json`` (``model_type`` "llama", e.g.
+    SmolLM2): pre-norm with RMSNorm, SwiGLU with SiLU, grouped-query attention, RoPE with the
+    checkpoint's base, no biases. Options we do not implement raise a ``ValueError``.
+    Defined in chapter 10.
+    """
+    rope = dict(cfg.get("rope_parameters") or {})        # transformers 5 keeps RoPE's settings here
+    scaling = cfg.get("rope_scaling") or {}
+    kind = rope.get("rope_type") or scaling.get("rope_type") or scaling.get("type") or "default"
+    if kind != "default":
+        raise ValueError(f"RoPE scaling {kind!r} is not implemented in minilib (only the plain rotation)")
+    base = rope.get("rope_theta", cfg.get("rope_theta", 10000.0))
+    d, heads = cfg["hidden_size"], cfg["num_attention_heads"]
+    if cfg.get("head_dim") not in (None, d // heads):
+        raise ValueError(f"head_dim={cfg['head_dim']} differs from hidden_size / heads = {d // heads}: not implemented")
+    if bool(cfg.get("attention_bias", False)) != bool(cfg.get("mlp_bias", False)):
+        raise ValueError("attention_bias and mlp_bias differ: minilib has one bias switch for both")
+    pad = cfg.get("pad_token_id")
+    return TransformerConfig(
+        vocab_size=cfg["vocab_size"], d_model=d, n_layers=cfg["num_hidden_layers"], n_heads=heads,
+        d_ff=cfg["intermediate_size"], max_len=cfg.get("max_position_embeddings", 2048), dropout=0.0,
+        norm_first=True, causal=True, activation=_activation_from_hf(cfg.get("hidden_act", "silu")), type_vocab_size=0,
+        layer_norm_eps=cfg.get("rms_norm_eps", 1e-6), position="rope", pad_id=pad if pad is not None else 0,
+        norm="rms", ffn="swiglu", n_kv_heads=cfg.get("num_key_value_heads") or heads,
+        bias=bool(cfg.get("attention_bias", False)), rope_base=float(base))
 
-    Defined in chapter 06.
+
+def from_transformers(hf_model: nn.Module, head: bool = False) -> Transformer | CausalLM:
+    """Our :class:`Transformer` with the weights of a ``transformers`` BERT, GPT-2 or Llama-family model.
+
+    ``hf_model`` may be the bare model (``BertModel``, ``GPT2Model``, ``LlamaModel``) or one with a
+    head (``GPT2LMHeadModel``, ``LlamaForCausalLM``, ...): its ``base_model`` is read. With
+    ``head=True`` a decoder comes back as our :class:`CausalLM`, whose next-token head is the token
+    table; a checkpoint whose output layer is not tied to its input embeddings is refused.
+    Defined in chapter 06 (Llama and ``head``: chapter 10).
     """
     cfg = hf_model.config.to_dict()
     kind = cfg.get("model_type")
@@ -740,11 +885,27 @@ def from_transformers(hf_model: nn.Module) -> Transformer:
     elif kind == "gpt2":
         config = config_from_gpt2(cfg)
         name_map, ignore = gpt2_name_map(config.n_layers), GPT2_IGNORE
+    elif kind == "llama":
+        config = config_from_llama(cfg)
+        name_map, ignore = llama_name_map(config), LLAMA_IGNORE
     else:
-        raise ValueError(f"from_transformers knows BERT and GPT-2 models, got model_type {kind!r}")
-    model = Transformer(config)
-    load_weights(model, convert_state_dict(hf_model.state_dict(), name_map, ignore))
-    return model.eval()
+        raise ValueError(f"from_transformers knows BERT, GPT-2 and Llama-family models, got model_type {kind!r}")
+    base = getattr(hf_model, "base_model", hf_model)
+    theirs = convert_state_dict(base.state_dict(), name_map, ignore)
+    if not head:
+        return load_weights(Transformer(config), theirs).eval()
+    if not config.causal:
+        raise ValueError(f"head=True gives a next-token model; a {kind} model is an encoder: use head=False")
+    out = hf_model.get_output_embeddings() if hasattr(hf_model, "get_output_embeddings") else None
+    if out is None:
+        raise ValueError("head=True needs the model with its language-model head (e.g. LlamaForCausalLM or "
+                         "GPT2LMHeadModel, from AutoModelForCausalLM), not the bare model")
+    if not torch.equal(out.weight.detach().cpu(), theirs["tok.weight"].detach().cpu()):
+        raise ValueError("this checkpoint's output layer is not tied to its token embeddings; our CausalLM's "
+                         "head is the token table, so it cannot hold it")
+    lm = CausalLM(config)
+    load_weights(lm.decoder, theirs)
+    return lm.eval()
 
 
 def _minilm_folder(folder) -> Path:

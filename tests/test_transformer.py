@@ -1,6 +1,6 @@
 """minilib.transformer: attention against PyTorch's fused kernel, heads, masks, pre/post-norm
-training, parity with transformers' BertModel and GPT2Model (random tiny configs, weights copied
-through our name maps), the real all-MiniLM-L6-v2 against sentence-transformers, and the errors."""
+training, parity with transformers' BertModel, GPT2Model and LlamaForCausalLM (random tiny configs,
+weights copied through our name maps), the real all-MiniLM-L6-v2 against sentence-transformers, and the errors."""
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -352,6 +352,128 @@ def test_gpt2_name_map_splits_and_transposes_c_attn():
     assert m["blocks.0.attn.k.bias"].how() == "take k (third 2 of 3)"
     assert m["blocks.0.ff2.weight"].how() == "transpose (Conv1D)"
     assert {r.ours for r in tr.bert_name_map(2)} == set(Transformer(tiny(type_vocab_size=2)).state_dict())
+
+
+# --- chapter 10: the Llama block -------------------------------------------------------------
+
+def llama_tiny(**kw) -> TransformerConfig:
+    return tiny(**{**dict(d_model=48, n_heads=6, n_kv_heads=2, norm="rms", ffn="swiglu", activation="silu",
+                          bias=False, position="rope", rope_base=500.0, norm_first=True, causal=True,
+                          layer_norm_eps=1e-5), **kw})
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(bias=True), dict(n_kv_heads=None), dict(n_kv_heads=1),
+                                dict(ffn="mlp", norm="layer"), dict(norm_first=False, causal=False)])
+def test_llama_switches_run_and_parameter_count_matches_the_formula(kw):
+    cfg = llama_tiny(**kw)
+    model = Transformer(cfg)
+    ids, mask = ids_and_mask()
+    assert torch.isfinite(model(ids, mask)).all()
+    assert sum(p.numel() for p in model.parameters()) == parameter_count(cfg)
+
+
+def test_rms_norm_is_the_formula_and_torchs():
+    x = torch.randn(3, 5, 8, dtype=torch.float64)
+    norm = tr.RMSNorm(8, eps=1e-5).double()
+    with torch.no_grad():
+        norm.weight.normal_()
+    want = norm.weight * x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + 1e-5)
+    torch.testing.assert_close(norm(x), want)
+    if hasattr(F, "rms_norm"):   # torch >= 2.4 has one
+        torch.testing.assert_close(norm(x), F.rms_norm(x, (8,), norm.weight, eps=1e-5))
+    assert tr.RMSNorm(8)(x.float()).dtype == torch.float32 and tr.RMSNorm(8).half()(x.half()).dtype == torch.float16
+
+
+def test_grouped_query_attention_is_full_attention_with_shared_key_value_heads():
+    torch.manual_seed(0)
+    gqa = MultiHeadAttention(24, 6, n_kv_heads=2, bias=False)
+    full = MultiHeadAttention(24, 6, bias=False)
+    dh = 4
+    with torch.no_grad():
+        full.q.weight.copy_(gqa.q.weight)
+        full.out.weight.copy_(gqa.out.weight)
+        for name in ("k", "v"):   # kv head j serves query heads 3j, 3j+1, 3j+2: repeat its rows
+            w = getattr(gqa, name).weight.view(2, dh, 24)
+            getattr(full, name).weight.copy_(w.repeat_interleave(3, dim=0).reshape(24, 24))
+    x = torch.randn(2, 7, 24)
+    torch.testing.assert_close(gqa(x, causal_mask(7)), full(x, causal_mask(7)))
+    assert gqa.k.weight.shape == (8, 24) and gqa.k.bias is None
+
+
+def test_halves_to_pairs_keeps_every_rope_dot_product():
+    """Reordering query and key rows from "rotate half" to interleaved pairs, then RoPE the way
+    chapter 05 writes it, gives the dot products of transformers' rotate-half RoPE."""
+    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+    dh, T, base = 8, 6, 100.0
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.randn(1, 1, T, dh, generator=g), torch.randn(1, 1, T, dh, generator=g)
+    inv = base ** (-torch.arange(0, dh, 2, dtype=torch.float64) / dh)
+    ang = torch.arange(T, dtype=torch.float64)[:, None] * inv[None]
+    emb = torch.cat([ang, ang], -1)
+    q_hf, k_hf = apply_rotary_pos_emb(q, k, emb.cos().float()[None], emb.sin().float()[None])
+    order = tr._halves_to_pairs(torch.arange(dh)[:, None], 1).flatten()
+    assert order.tolist() == [0, 4, 1, 5, 2, 6, 3, 7]
+    from minilib.positions import apply_rope
+    q_ours, k_ours = apply_rope(q[..., order], base=base), apply_rope(k[..., order], base=base)
+    torch.testing.assert_close(q_ours @ k_ours.transpose(-1, -2), q_hf @ k_hf.transpose(-1, -2), atol=1e-5, rtol=1e-5)
+
+
+def _random_llama(**kw):
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(**{**dict(
+        vocab_size=99, hidden_size=48, intermediate_size=72, num_hidden_layers=3, num_attention_heads=6,
+        num_key_value_heads=2, max_position_embeddings=32, rms_norm_eps=1e-5, rope_theta=500.0,
+        tie_word_embeddings=True, pad_token_id=0), **kw})
+    hf = transformers.LlamaForCausalLM(cfg).eval()
+    with torch.no_grad():   # RMSNorm weights start at 1: randomise them so the test sees them
+        for name, p in hf.named_parameters():
+            if "norm" in name:
+                p.add_(torch.randn_like(p) * 0.3)
+    return hf
+
+
+def test_llama_parity_every_hidden_state_and_the_lm_head():
+    hf = _random_llama()
+    ours = tr.from_transformers(hf)
+    c = ours.config
+    assert (c.norm, c.ffn, c.n_kv_heads, c.bias, c.position, c.rope_base) == ("rms", "swiglu", 2, False, "rope", 500.0)
+    ids, mask = ids_and_mask(B=3, T=12, V=99)
+    with torch.no_grad():
+        theirs = hf(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+        last, hidden = ours(ids, mask, output_hidden_states=True)
+        logits = tr.from_transformers(hf, head=True)(ids, mask)
+    assert len(hidden) == len(theirs.hidden_states) == 4
+    real = mask.bool()   # padded positions differ (transformers lets them attend to themselves)
+    for a, b in zip(hidden[:-1], theirs.hidden_states[:-1]):
+        torch.testing.assert_close(a[real], b[real], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(logits[real], theirs.logits[real], atol=1e-5, rtol=1e-5)
+
+
+def test_llama_name_map_interleaves_queries_and_keys_only():
+    m = {r.ours: r for r in tr.llama_name_map(llama_tiny())}
+    assert m["blocks.0.attn.q.weight"].rope_heads == 6 and m["blocks.0.attn.k.weight"].rope_heads == 2
+    assert m["blocks.0.attn.v.weight"].how() == "copy" and m["blocks.1.gate.weight"].theirs == "layers.1.mlp.gate_proj.weight"
+    assert m["blocks.0.attn.k.weight"].how() == "interleave each of 2 heads' halves (RoPE pairs)"
+    assert set(m) == set(Transformer(llama_tiny()).state_dict())
+
+
+def test_llama_options_we_do_not_have_are_refused():
+    with pytest.raises(ValueError, match="RoPE scaling 'linear'"):
+        tr.from_transformers(_random_llama(rope_scaling={"rope_type": "linear", "factor": 2.0}))
+    with pytest.raises(ValueError, match="not tied"):
+        tr.from_transformers(_random_llama(tie_word_embeddings=False), head=True)
+    with pytest.raises(ValueError, match="language-model head"):
+        tr.from_transformers(_random_llama().model, head=True)
+    bert = transformers.BertModel(transformers.BertConfig(vocab_size=20, hidden_size=8, num_hidden_layers=1,
+                                                          num_attention_heads=2, intermediate_size=8))
+    with pytest.raises(ValueError, match="encoder"):
+        tr.from_transformers(bert, head=True)
+    with pytest.raises(ValueError, match="n_kv_heads=4 must be a positive int dividing n_heads=6"):
+        llama_tiny(n_kv_heads=4)
+    with pytest.raises(ValueError, match="unknown norm"):
+        tiny(norm="batch")
+    with pytest.raises(ValueError, match="unknown ffn"):
+        tiny(ffn="geglu")
 
 
 # --- the real all-MiniLM-L6-v2 ----------------------------------------------------------------
