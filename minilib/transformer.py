@@ -45,7 +45,8 @@ __all__ = [
     "TransformerConfig", "attention", "split_heads", "merge_heads", "causal_mask", "MultiHeadAttention", "Block",
     "Transformer", "MaskedLM", "CausalLM", "mean_pool", "SentenceEncoder", "parameter_count", "Rename",
     "bert_name_map", "gpt2_name_map", "convert_state_dict", "load_weights", "config_from_bert",
-    "config_from_gpt2", "RMSNorm", "llama_name_map", "config_from_llama", "from_transformers", "load_minilm", "load_minilm_encoder", "save", "load",
+    "config_from_gpt2", "RMSNorm", "llama_name_map", "config_from_llama", "from_transformers", "load_minilm",
+    "load_minilm_encoder", "save", "load",
     "BOOK_RECIPE", "book_cache_name", "book_documents", "book_tokenizer", "book_token_ids", "book_models",
     "store_book_model",
 ]
