@@ -76,7 +76,7 @@ class TransformerConfig:
     dropout: float = 0.1           # on embeddings, attention weights and each sublayer's output
     norm_first: bool = False       # False: post-norm (BERT); True: pre-norm + a final LayerNorm (GPT-2)
     causal: bool = False           # True: position t attends to positions <= t only (a decoder)
-    activation: str = "gelu"       # "gelu" (exact, erf: BERT) | "gelu_tanh" (GPT-2) | "relu" (Vaswani et al.)
+    activation: str = "gelu"       # "gelu" (erf: BERT) | "gelu_tanh" (GPT-2) | "relu" (Vaswani et al.) | "silu" (Llama)
     type_vocab_size: int = 0       # BERT's segment embeddings (2 for BERT and MiniLM); 0 = none
     layer_norm_eps: float = 1e-12  # BERT uses 1e-12, GPT-2 1e-5
     position: str = "learned"      # "learned" | "sinusoidal" | "rope" (all from minilib.positions)
