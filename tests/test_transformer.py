@@ -343,6 +343,8 @@ def test_gpt2_parity_every_hidden_state_and_the_lm_head():
     lm.decoder.load_state_dict(ours.state_dict())
     with torch.no_grad():
         torch.testing.assert_close(lm(ids, mask), theirs.logits, atol=1e-5, rtol=1e-5)
+        # the same in one call, from the model with its head (its base_model is read)
+        torch.testing.assert_close(tr.from_transformers(hf, head=True)(ids, mask), theirs.logits, atol=1e-5, rtol=1e-5)
 
 
 def test_gpt2_name_map_splits_and_transposes_c_attn():
