@@ -101,12 +101,14 @@ class PVDBOW:
         return (torch.from_numpy(owner[keep][order]).to(self.device), torch.from_numpy(ids[keep][order]).to(self.device))
 
     def _negatives(self, n: int, gen: torch.Generator) -> torch.Tensor:
-        r = torch.randint(0, int(self._table[-1]), (n, self.config["negative"]), generator=gen, device=self.device)
+        # _table_total is read once per fit: reading the table here would stall a GPU every batch.
+        r = torch.randint(0, self._table_total, (n, self.config["negative"]), generator=gen, device=self.device)
         return torch.searchsorted(self._table, r, right=True)  # (n, k) word ids drawn from P_n
 
     def _step(self, D: torch.Tensor, docs: torch.Tensor, words: torch.Tensor, negs: torch.Tensor, lr: float,
-              update_words: bool) -> float:
-        """One SGD step on a batch of pairs; returns the summed loss. ``D`` is updated in place."""
+              update_words: bool) -> torch.Tensor:
+        """One SGD step on a batch of pairs; returns the summed loss (a 0-d tensor on the device).
+        ``D`` is updated in place."""
         v = torch.nn.functional.embedding(docs, D)  # (B, dim) document vectors
         rows = torch.cat([words[:, None], negs], dim=1)  # (B, 1 + k): the true word, then the noise
         U = torch.nn.functional.embedding(rows, self.W_out)  # (B, 1 + k, dim)
@@ -120,7 +122,7 @@ class PVDBOW:
         if update_words:
             self.W_out.index_add_(0, rows.reshape(-1), (g[:, :, None] * v[:, None, :]).reshape(-1, v.shape[1]), alpha=-lr)
         D.index_add_(0, docs, grad_v, alpha=-lr)  # a document seen twice in the batch gets both updates
-        return float((torch.nn.functional.softplus((1.0 - 2.0 * label) * scores) * weight).sum())
+        return (torch.nn.functional.softplus((1.0 - 2.0 * label) * scores) * weight).sum().detach()
 
     # --- training ---------------------------------------------------------------------------
 
@@ -143,6 +145,7 @@ class PVDBOW:
             raise ValueError(f"the documents hold {len(ids)} in-vocabulary token(s): give more text or lower min_count")
         self._keep = keep_probabilities(self.vocab.counts, c["sample"])
         self._table = torch.as_tensor(noise_table(self.vocab.counts, c["ns_exponent"]), device=self.device)
+        self._table_total = int(self._table[-1])
         rng = np.random.default_rng(c["seed"])
         gen = torch.Generator().manual_seed(c["seed"])
         self.D = self._init_vectors(len(docs), gen)
@@ -153,7 +156,9 @@ class PVDBOW:
         if self.device.type == "cpu" and cpu_threads:
             torch.set_num_threads(cpu_threads)
         try:
-            run_loss, run_n = 0.0, 0
+            # Summed on the device in float64 (the sum Python floats would give), read every log_every batches.
+            zero = torch.zeros((), dtype=torch.float64, device=self.device)
+            run_loss, run_n = zero.clone(), 0
             for epoch in tqdm(range(c["epochs"]), desc="PV-DBOW", disable=not progress):
                 d_ids, w_ids = self._pairs(ids, owner, rng)
                 n = len(d_ids)
@@ -165,10 +170,10 @@ class PVDBOW:
                                            update_words=True)
                     run_n += len(d_ids[sl])
                     if (b + 1) % log_every == 0:
-                        self.history["loss"].append(run_loss / run_n)
-                        run_loss, run_n = 0.0, 0
+                        self.history["loss"].append(float(run_loss) / run_n)
+                        run_loss, run_n = zero.clone(), 0
             if run_n and not self.history["loss"]:
-                self.history["loss"].append(run_loss / run_n)
+                self.history["loss"].append(float(run_loss) / run_n)
         finally:
             torch.set_num_threads(before)
         return self

@@ -245,11 +245,14 @@ class Word2Vec(torch.nn.Module):
         self.W_in.index_add_(0, words, grad, alpha=-lr)
 
     def _negatives(self, n: int, k: int, gen: torch.Generator) -> torch.Tensor:
-        r = torch.randint(0, int(self._table[-1]), (n, k), generator=gen, device=self.device)
+        # _table_total: the table's last entry as a Python int, read once per fit; reading it here
+        # would make a GPU wait for the host at every batch.
+        r = torch.randint(0, self._table_total, (n, k), generator=gen, device=self.device)
         return torch.searchsorted(self._table, r, right=True)  # (n, k) ids drawn from P_n
 
     def _step(self, v: torch.Tensor, target: torch.Tensor, negs: torch.Tensor, lr: float):
-        """One negative-sampling update of the output vectors; returns (grad of v, summed loss).
+        """One negative-sampling update of the output vectors; returns (grad of v, summed loss as a
+        0-d tensor on the device: turning it into a Python float would stall a GPU every batch).
 
         ``v`` (B, dim) input vectors, ``target`` (B,) true words, ``negs`` (B, k) noise words.
         Loss per example: -log s(v.u_target) - sum_j log s(-v.u_j); its gradients (chapter 03,
@@ -268,7 +271,7 @@ class Word2Vec(torch.nn.Module):
         self.W_out.index_add_(0, rows.reshape(-1), (g[:, :, None] * v[:, None, :]).reshape(-1, v.shape[1]), alpha=-lr)
         sign = 1.0 - 2.0 * label  # -log s(x) for the target, -log s(-x) for noise
         loss = (torch.nn.functional.softplus(sign * scores) * weight).sum()
-        return grad_v, float(loss)
+        return grad_v, loss.detach()
 
     def fit(self, docs: Iterable[Sequence[str]], progress: bool = True, log_every: int = 50,
             cpu_threads: int | None = 1) -> dict:
@@ -299,6 +302,7 @@ class Word2Vec(torch.nn.Module):
         if len(np.unique(ids)) < 2:
             raise ValueError("the corpus holds only one distinct vocabulary word: there is nothing to contrast")
         self._table = torch.as_tensor(noise_table(self.vocab.counts, c["ns_exponent"]), device=self.device)
+        self._table_total = int(self._table[-1])
         rng = np.random.default_rng(c["seed"])
         gen = torch.Generator(device=self.device).manual_seed(c["seed"])
         bs, k = c["batch_size"], c["negative"]
@@ -311,7 +315,9 @@ class Word2Vec(torch.nn.Module):
             if n == 0:
                 raise ValueError(f"epoch {epoch} produced no training pairs: the corpus is too small "
                                  f"(at least {MIN_TOKENS} tokens in sentences longer than one word)")
-            run_loss, run_n = 0.0, 0
+            # The running loss stays on the device (float64, so the sum is the one Python floats
+            # would give) and is read only every log_every batches.
+            run_loss, run_n = torch.zeros((), dtype=torch.float64, device=self.device), 0
             for b, start in enumerate(range(0, n, bs)):
                 # Linear decay over the whole run, measured in examples (gensim: in words).
                 lr = c["alpha"] - (c["alpha"] - c["min_alpha"]) * (epoch + start / n) / c["epochs"]
@@ -333,15 +339,16 @@ class Word2Vec(torch.nn.Module):
                 run_loss += loss
                 run_n += len(centre)
                 if (b + 1) % log_every == 0:
-                    self._check_diverged(run_loss / run_n, epoch, b)
-                    self.history["loss"].append(run_loss / run_n)
-                    run_loss, run_n = 0.0, 0
-            self._check_diverged(run_loss / max(run_n, 1), epoch, b)
+                    mean = float(run_loss) / run_n
+                    self._check_diverged(mean, epoch, b)
+                    self.history["loss"].append(mean)
+                    run_loss, run_n = torch.zeros_like(run_loss), 0
+            self._check_diverged(float(run_loss) / max(run_n, 1), epoch, b)
             self.words_trained += len(ids)
             bar.update(1)
         bar.close()
         if not self.history["loss"]:  # tiny corpora: fewer batches than log_every
-            self.history["loss"].append(run_loss / max(run_n, 1))
+            self.history["loss"].append(float(run_loss) / max(run_n, 1))
         return self.history
 
     def _check_diverged(self, mean_loss: float, epoch: int, batch: int) -> None:

@@ -145,6 +145,23 @@ def test_training_is_deterministic():
     assert torch.equal(m1.W_in, m2.W_in) and runs[0] == runs[1]
 
 
+@pytest.mark.parametrize("sg", [True, False])
+def test_training_reads_the_device_only_when_it_logs(sg, monkeypatch):
+    """On a GPU every float(tensor) or int(tensor) makes the host wait for the device. Training may
+    read the device when it logs (every log_every batches) and once per epoch, not at every batch."""
+    docs, _, _ = _toy_corpus(200)
+    vocab = Vocab.build(docs, min_count=1)
+    reads = []
+    for name in ("__float__", "__int__", "item"):
+        real = getattr(torch.Tensor, name)
+        monkeypatch.setattr(torch.Tensor, name,
+                            lambda self, *a, _real=real, _name=name: reads.append(_name) or _real(self, *a))
+    m = Word2Vec(vocab, 8, sg=sg, epochs=2, batch_size=16, seed=0)
+    hist = m.fit(docs, progress=False, log_every=50)
+    assert len(hist["loss"]) >= 2
+    assert len(reads) <= len(hist["loss"]) + 2 * m.config["epochs"] + 2, (len(reads), len(hist["loss"]))
+
+
 def _neighbour_overlap(A, B, n_query=200, k=10):
     """Mean share of common words among the k nearest neighbours of the n_query first words."""
     def knn(X):
