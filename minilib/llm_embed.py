@@ -327,11 +327,33 @@ class Decoder(nn.Module):
         raise NotImplementedError
 
 
-class MinilibDecoder(Decoder):
-    """Chapter 06's :class:`~minilib.transformer.CausalLM` and its ``ByteBPE`` as a :class:`Decoder`.
+def _is_hf_tokenizer(tokenizer) -> bool:
+    return callable(tokenizer) and hasattr(tokenizer, "all_special_ids") and hasattr(tokenizer, "convert_tokens_to_ids")
 
-    ``bidirectional=True`` flips ``config.causal`` for the duration of the call: the
-    :class:`~minilib.transformer.Transformer` then builds its mask from the padding alone.
+
+def _hf_token_ids(tokenizer) -> tuple[int | None, int, int, tuple[int, ...]]:
+    """``(eos_id, pad_id, mask_id, special_ids)`` of a ``transformers`` tokenizer: padding falls back
+    to EOS (then 0); the MNTP mask to the tokenizer's mask token, else ``"_"`` (LLM2Vec's choice for
+    Llama and Mistral), else the unknown token, else padding."""
+    eos = tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id
+    pad = int(pad if pad is not None else (eos if eos is not None else 0))
+    mask = tokenizer.mask_token_id
+    if mask is None:
+        mask = tokenizer.convert_tokens_to_ids("_")
+        if mask is None or mask == tokenizer.unk_token_id:
+            mask = tokenizer.unk_token_id if tokenizer.unk_token_id is not None else pad
+    return eos, pad, int(mask), tuple(sorted({int(i) for i in tokenizer.all_special_ids}))
+
+
+class MinilibDecoder(Decoder):
+    """Chapter 06's :class:`~minilib.transformer.CausalLM` and its tokenizer as a :class:`Decoder`.
+
+    The tokenizer is the book's ``ByteBPE`` or, for a real model copied into our code with
+    ``transformer.from_transformers(..., head=True)`` (SmolLM2), that model's ``transformers``
+    tokenizer. ``bidirectional=True`` flips ``config.causal`` for the duration of the call: the
+    :class:`~minilib.transformer.Transformer` then builds its mask from the padding alone (positions
+    count from the first column, which is right for the right padding of :class:`DecoderEmbedder`).
     Defined in chapter 10.
     """
 
@@ -342,17 +364,24 @@ class MinilibDecoder(Decoder):
                             "returns it), not its .decoder: MNTP needs the head")
         if not isinstance(lm, CausalLM):
             raise TypeError(f"MinilibDecoder takes a minilib.transformer.CausalLM, got {type(lm).__name__}")
-        if not hasattr(tokenizer, "encode") or getattr(tokenizer, "pad_id", None) is None:
-            raise TypeError("tokenizer must be the decoder's ByteBPE (encode(text) and a pad_id)")
+        self._hf = _is_hf_tokenizer(tokenizer)
+        if not self._hf and (not hasattr(tokenizer, "encode") or getattr(tokenizer, "pad_id", None) is None):
+            raise TypeError("tokenizer must be the decoder's ByteBPE (encode(text) and a pad_id) or the "
+                            "transformers tokenizer of the checkpoint the CausalLM was copied from")
         self.lm, self.tokenizer = lm, tokenizer
         c = lm.config
         self.d_model, self.n_layers, self.vocab_size, self.max_len = c.d_model, c.n_layers, c.vocab_size, c.max_len
-        self.eos_id, self.pad_id = tokenizer.eos_id, tokenizer.pad_id
-        self.mask_id = tokenizer.mask_id if tokenizer.mask_id is not None else tokenizer.pad_id
-        self.special_ids = tuple(i for i in (tokenizer.pad_id, tokenizer.mask_id, tokenizer.bos_id, tokenizer.eos_id)
-                                 if i is not None)
+        if self._hf:
+            self.eos_id, self.pad_id, self.mask_id, self.special_ids = _hf_token_ids(tokenizer)
+        else:
+            self.eos_id, self.pad_id = tokenizer.eos_id, tokenizer.pad_id
+            self.mask_id = tokenizer.mask_id if tokenizer.mask_id is not None else tokenizer.pad_id
+            self.special_ids = tuple(i for i in (tokenizer.pad_id, tokenizer.mask_id, tokenizer.bos_id,
+                                                 tokenizer.eos_id) if i is not None)
 
     def encode(self, text: str) -> list[int]:
+        if self._hf:
+            return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
         return self.tokenizer.encode(text)
 
     def forward(self, ids: torch.Tensor, attention_mask: torch.Tensor, bidirectional: bool = False,
@@ -403,16 +432,7 @@ class HFDecoder(Decoder):
         c = lm.config
         self.d_model, self.n_layers, self.vocab_size = c.hidden_size, c.num_hidden_layers, c.vocab_size
         self.max_len = int(getattr(c, "max_position_embeddings", 2048))
-        self.eos_id = tokenizer.eos_token_id
-        pad = tokenizer.pad_token_id
-        self.pad_id = int(pad if pad is not None else (self.eos_id if self.eos_id is not None else 0))
-        mask = tokenizer.mask_token_id
-        if mask is None:
-            mask = tokenizer.convert_tokens_to_ids("_")
-            if mask is None or mask == tokenizer.unk_token_id:
-                mask = tokenizer.unk_token_id if tokenizer.unk_token_id is not None else self.pad_id
-        self.mask_id = int(mask)
-        self.special_ids = tuple(sorted({int(i) for i in tokenizer.all_special_ids}))
+        self.eos_id, self.pad_id, self.mask_id, self.special_ids = _hf_token_ids(tokenizer)
 
     def encode(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])

@@ -396,6 +396,23 @@ def test_embedder_on_a_transformers_decoder(llama):
         assert X.shape == (3, 32) and np.isfinite(X).all()
 
 
+@pytest.mark.parametrize("pooling,bidirectional,prompt", [("mean", False, None), ("last_token", False, "prompteol"),
+                                                          ("weighted_mean", True, None), ("mean", True, "echo")])
+def test_our_copy_of_a_llama_embeds_like_the_original(llama, pooling, bidirectional, prompt):
+    """A Llama copied into our CausalLM (transformer.from_transformers) runs the chapter with the
+    checkpoint's own transformers tokenizer, and gives the embeddings transformers' model gives."""
+    from minilib.transformer import from_transformers
+    model, tok = llama
+    ours = from_transformers(model, head=True)
+    kw = dict(pooling=pooling, bidirectional=bidirectional, prompt=prompt)
+    theirs = le.DecoderEmbedder(model, tok, **kw).encode(CORPUS[:5])
+    mine_emb = le.DecoderEmbedder(ours, tok, **kw)
+    assert isinstance(mine_emb.decoder, le.MinilibDecoder)
+    np.testing.assert_allclose(mine_emb.encode(CORPUS[:5]), theirs, atol=1e-5, rtol=1e-5)
+    dec = mine_emb.decoder
+    assert (dec.eos_id, dec.pad_id, dec.mask_id) == (tok.eos_token_id, tok.pad_token_id, tok.mask_token_id)
+
+
 def test_embedder_errors_and_nan_detection(lm, bpe):
     with pytest.raises(ValueError, match="unknown pooling"):
         le.DecoderEmbedder(lm, bpe, pooling="cls")
