@@ -875,7 +875,9 @@ def from_transformers(hf_model: nn.Module, head: bool = False) -> Transformer | 
     ``hf_model`` may be the bare model (``BertModel``, ``GPT2Model``, ``LlamaModel``) or one with a
     head (``GPT2LMHeadModel``, ``LlamaForCausalLM``, ...): its ``base_model`` is read. With
     ``head=True`` a decoder comes back as our :class:`CausalLM`, whose next-token head is the token
-    table; a checkpoint whose output layer is not tied to its input embeddings is refused.
+    table; a checkpoint whose output layer is not tied to its input embeddings is refused. Building
+    our model draws random initial weights that the checkpoint's then replace; the caller's random
+    state is put back afterwards, so loading weights leaves the random numbers drawn later unchanged.
     Defined in chapter 06 (Llama and ``head``: chapter 10).
     """
     cfg = hf_model.config.to_dict()
@@ -894,7 +896,9 @@ def from_transformers(hf_model: nn.Module, head: bool = False) -> Transformer | 
     base = getattr(hf_model, "base_model", hf_model)
     theirs = convert_state_dict(base.state_dict(), name_map, ignore)
     if not head:
-        return load_weights(Transformer(config), theirs).eval()
+        with torch.random.fork_rng(devices=[]):
+            model = Transformer(config)
+        return load_weights(model, theirs).eval()
     if not config.causal:
         raise ValueError(f"head=True gives a next-token model; a {kind} model is an encoder: use head=False")
     out = hf_model.get_output_embeddings() if hasattr(hf_model, "get_output_embeddings") else None
@@ -904,7 +908,8 @@ def from_transformers(hf_model: nn.Module, head: bool = False) -> Transformer | 
     if not torch.equal(out.weight.detach().cpu(), theirs["tok.weight"].detach().cpu()):
         raise ValueError("this checkpoint's output layer is not tied to its token embeddings; our CausalLM's "
                          "head is the token table, so it cannot hold it")
-    lm = CausalLM(config)
+    with torch.random.fork_rng(devices=[]):
+        lm = CausalLM(config)
     load_weights(lm.decoder, theirs)
     return lm.eval()
 

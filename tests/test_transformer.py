@@ -451,6 +451,16 @@ def test_llama_parity_every_hidden_state_and_the_lm_head():
     torch.testing.assert_close(logits[real], theirs.logits[real], atol=1e-5, rtol=1e-5)
 
 
+def test_loading_weights_leaves_the_random_state_alone():
+    hf = _random_llama()
+    torch.manual_seed(7)
+    want = torch.rand(3)
+    torch.manual_seed(7)
+    tr.from_transformers(hf, head=True)
+    tr.from_transformers(hf)
+    assert torch.equal(torch.rand(3), want)
+
+
 def test_llama_name_map_interleaves_queries_and_keys_only():
     m = {r.ours: r for r in tr.llama_name_map(llama_tiny())}
     assert m["blocks.0.attn.q.weight"].rope_heads == 6 and m["blocks.0.attn.k.weight"].rope_heads == 2
