@@ -346,7 +346,8 @@ def unpack(folder: Path) -> None:
 # --- send back (there) and receive (here): models trained on the GPU ------------------------
 
 BACK_PART_MIB = 15      # a file that comes back from $OUT may hold at most 16 MiB ...
-BACK_MAX_FILES = 6      # ... and at most 8 come back: leave room for full.csv and gpu_run.log ...
+BACK_MAX_FILES = 5      # ... and at most 8 come back: 4 parts and back.json leave room for full.csv,
+                        # gpu_run.log and executed.tar.gz (scripts/gpu_run.sh) ...
 BACK_MAX_MIB = 60       # ... and 64 MiB together
 
 

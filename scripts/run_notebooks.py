@@ -10,6 +10,11 @@ to ``book/runtimes/<profile>.csv`` (``--out`` to change), rewritten after every 
 notebooks not run this time are kept, so a run stopped part-way keeps what it measured. Exit
 status 1 if a notebook fails, 130 if the run was interrupted. A cell may run for ``--cell-timeout``
 seconds (default 3600), which a full profile on a CPU can exceed (chapter 13).
+
+nbval keeps none of a notebook's outputs. With ``--executed DIR`` each notebook runs through
+``scripts/execute_notebook.py`` instead (the same checks: any cell that raises fails it) and its
+executed copy, with every table the run printed, is written to ``DIR/<notebook>.ipynb``
+(``--text-only``: without figures) -- what a chapter's text quotes from a full run.
 """
 from __future__ import annotations
 
@@ -33,7 +38,8 @@ def toc_notebooks() -> list[Path]:
     return [ROOT / f"{m}.ipynb" for m in re.findall(r"file:\s*(notebooks/\S+)", toc)]
 
 
-def run_one(nb: Path, profile: str, cell_timeout: int = 3600) -> dict:
+def run_one(nb: Path, profile: str, cell_timeout: int = 3600, executed: Path | None = None,
+            text_only: bool = False) -> dict:
     sanitize = ROOT / "tests" / "nbval_sanitize.cfg"   # full: notebooks/conftest.py compares no outputs
     with tempfile.TemporaryDirectory() as tmp:
         metrics_file = Path(tmp) / "metrics.json"
@@ -44,6 +50,9 @@ def run_one(nb: Path, profile: str, cell_timeout: int = 3600) -> dict:
                "MINILIB_THREADS": os.environ.get("MINILIB_THREADS", "1")}
         cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
                "--nbval-current-env", f"--nbval-cell-timeout={cell_timeout}", f"--nbval-sanitize-with={sanitize}", str(nb)]
+        if executed is not None:
+            cmd = [sys.executable, str(ROOT / "scripts" / "execute_notebook.py"), str(nb), str(executed / nb.name),
+                   f"--timeout={cell_timeout}"] + (["--text-only"] if text_only else [])
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
         seconds = time.perf_counter() - t0
@@ -69,8 +78,13 @@ def main() -> int:
     ap.add_argument("--cell-timeout", type=int, default=3600,
                     help="seconds one cell may run (default 3600; a full profile on a CPU can need more: "
                          "chapter 13's critical-n search ran past an hour on one core)")
+    ap.add_argument("--executed", type=Path, metavar="DIR",
+                    help="keep each executed notebook, with its outputs, in DIR (runs them with nbclient, not nbval)")
+    ap.add_argument("--text-only", action="store_true", help="with --executed: drop the figures from the copies")
     args = ap.parse_args()
     nbs = [p.resolve() for p in args.notebooks] or toc_notebooks()
+    if args.executed is not None:
+        args.executed = args.executed.resolve()
     missing = [str(p) for p in nbs if not p.exists()]
     if missing:
         ap.error(f"no such notebook: {', '.join(missing)}")
@@ -82,7 +96,7 @@ def main() -> int:
     rows = []
     for nb in nbs:
         try:
-            row = run_one(nb, args.profile, args.cell_timeout)
+            row = run_one(nb, args.profile, args.cell_timeout, args.executed, args.text_only)
         except KeyboardInterrupt:   # Ctrl-C, or gpu_run.sh's RUN_BUDGET: the finished rows are written
             print(f"stopped during {nb.stem}: {len(rows)} of {len(nbs)} notebooks ran; {out} holds their rows",
                   file=sys.stderr)

@@ -96,12 +96,22 @@ def test_send_back_and_receive_put_the_gpus_files_into_this_cache(tmp_path, monk
         n for f in manifest["files"] for n in (f, f + ".sha256"))           # no temporary folder left
 
 
+def test_what_comes_back_fits_the_lent_machines_limits():
+    # at most 8 files of 16 MiB, 64 MiB together, come back from $OUT: the model parts with back.json,
+    # and full.csv, gpu_run.log and executed.tar.gz (scripts/gpu_run.sh)
+    parts = -(-gb.BACK_MAX_MIB // gb.BACK_PART_MIB)
+    assert parts + 1 <= gb.BACK_MAX_FILES and gb.BACK_MAX_FILES + 3 <= 8
+    assert gb.BACK_PART_MIB < 16 and gb.BACK_MAX_MIB < 64
+    script = (ROOT / "scripts" / "gpu_run.sh").read_text()
+    assert "--executed" in script and "executed.tar.gz" in script and "gpu_run.log" in script
+
+
 def test_send_back_refuses_nothing_or_too_much_and_receive_a_broken_part(tmp_path, monkeypatch):
     monkeypatch.setenv("MINILIB_CACHE", str(tmp_path / "cache"))
     with pytest.raises(SystemExit, match="no cached file under .* matches ch14-"):
         gb.send_back(["ch14-*"], tmp_path / "back")
     _derived(tmp_path / "cache", "ch14-clip.safetensors", __import__("os").urandom(50_000))  # incompressible
-    with pytest.raises(SystemExit, match=r"more than may come back \(6 files, .*\): name fewer patterns"):
+    with pytest.raises(SystemExit, match=r"more than may come back \(5 files, .*\): name fewer patterns"):
         gb.send_back(["ch14-*"], tmp_path / "back", part_bytes=5_000)
     with pytest.raises(SystemExit, match="more than may come back"):
         gb.send_back(["ch14-*"], tmp_path / "back", max_bytes=40_000)

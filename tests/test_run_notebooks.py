@@ -1,7 +1,10 @@
 """scripts/run_notebooks.py: the table of measured runs is written after every notebook, merged with
-the previous table, so a run stopped part-way (a GPU machine's time limit) keeps what it measured."""
+the previous table, so a run stopped part-way (a GPU machine's time limit) keeps what it measured; with
+--executed the notebooks run through scripts/execute_notebook.py, which keeps their outputs."""
 import csv
 import importlib.util
+import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -27,8 +30,8 @@ def test_rows_are_written_as_each_notebook_ends_and_kept_when_a_run_is_stopped(t
     rn.write_table(out, [fake_row(nb, "full", seconds="old") for nb in nbs[:4]])   # an earlier table
     seen = []
 
-    def run_one(nb, profile, cell_timeout):
-        assert cell_timeout == 3600
+    def run_one(nb, profile, cell_timeout, executed=None, text_only=False):
+        assert cell_timeout == 3600 and executed is None
         if len(seen) == 2:
             raise KeyboardInterrupt  # the time limit, during the third notebook
         seen.append(nb.stem)
@@ -48,9 +51,59 @@ def test_a_complete_run_of_every_notebook_replaces_the_table(tmp_path, monkeypat
     nbs = rn.toc_notebooks()
     out = tmp_path / "quick.csv"
     rn.write_table(out, [fake_row(Path("notebooks/99_gone.ipynb"), "quick")])
-    monkeypatch.setattr(rn, "run_one", lambda nb, profile, cell_timeout: fake_row(nb, profile, str(cell_timeout)))
+    monkeypatch.setattr(rn, "run_one", lambda nb, profile, cell_timeout, *_: fake_row(nb, profile, str(cell_timeout)))
     monkeypatch.setattr(sys, "argv", ["run_notebooks.py", "--profile", "quick", "--out", str(out),
                                       "--cell-timeout", "9000"])
     assert rn.main() == 0
     assert list(read(out)) == [nb.stem for nb in nbs]
     assert {r["seconds"] for r in read(out).values()} == {"9000"}          # the limit reached run_one
+
+
+execute = [sys.executable, str(ROOT / "scripts" / "execute_notebook.py")]
+
+
+def tiny_notebook(path, *sources):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+def test_execute_notebook_keeps_the_outputs_and_drops_figures_when_asked(tmp_path):
+    import nbformat
+
+    src = tiny_notebook(tmp_path / "ok.ipynb", "print(6 * 7)",
+                        "from IPython.display import display, HTML\ndisplay(HTML('<b>table</b>'))")
+    out = tmp_path / "run" / "ok.ipynb"
+    done = subprocess.run([*execute, str(src), str(out), "--text-only"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    cells = nbformat.read(out, as_version=4).cells
+    assert cells[0].outputs[0]["text"] == "42\n"
+    assert cells[1].outputs[0]["data"] == {"text/plain": "<IPython.core.display.HTML object>"}   # the HTML is gone
+    assert not nbformat.read(src, as_version=4).cells[0].outputs                                 # source untouched
+
+
+def test_execute_notebook_fails_on_a_cell_that_raises_and_still_writes_what_ran(tmp_path):
+    import nbformat
+
+    src = tiny_notebook(tmp_path / "bad.ipynb", "print('before')", "assert 1 + 1 == 3, 'claimed wrongly'", "print('after')")
+    out = tmp_path / "bad_run.ipynb"
+    done = subprocess.run([*execute, str(src), str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    assert "claimed wrongly" in done.stderr
+    cells = nbformat.read(out, as_version=4).cells
+    assert cells[0].outputs[0]["text"] == "before\n"
+    assert cells[1].outputs[-1]["output_type"] == "error" and cells[1].outputs[-1]["evalue"] == "claimed wrongly"
+    assert not cells[2].outputs                                                                   # never ran
+
+
+def test_run_one_with_executed_keeps_the_copy_and_reads_the_recorded_metrics(tmp_path):
+    src = tiny_notebook(tmp_path / "07_tiny.ipynb", "from minilib import profile\nprofile.record(answer=42)\nprint('ran')")
+    row = rn.run_one(src, "quick", cell_timeout=300, executed=tmp_path / "executed")
+    assert row["result"] == "passed" and row["notebook"] == "07_tiny"
+    assert "answer=42" in row["metrics"]
+    assert json.loads((tmp_path / "executed" / "07_tiny.ipynb").read_text())["cells"][0]["outputs"][0]["text"] == ["ran\n"]
+    bad = tiny_notebook(tmp_path / "08_bad.ipynb", "raise ValueError('no')")
+    assert rn.run_one(bad, "quick", cell_timeout=300, executed=tmp_path / "executed")["result"] == "FAILED"

@@ -1,0 +1,70 @@
+"""Execute one notebook and write a copy with its outputs, for reading what a run printed.
+
+    python scripts/execute_notebook.py notebooks/11_training_recipes.ipynb /tmp/run/11.ipynb --timeout 10800
+
+nbval (what the tests and ``scripts/run_notebooks.py`` use) checks a notebook but keeps none of its
+outputs. A full-profile run on a GPU or on a CPU takes hours, and the chapter's text needs its tables,
+not only the few numbers ``minilib.profile.record`` keeps, so ``run_notebooks.py --executed DIR``
+executes through this script instead: the same kernel (this Python), the same per-cell timeout, and
+a cell that raises fails the run as it fails under nbval. The copy is written also when a cell
+fails, up to and including the failing cell with its traceback. Images are dropped with
+``--text-only`` (small enough to send back from a remote machine). Exit status 1 if a cell failed.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def strip_images(nb) -> int:
+    """Drop every output's non-text data (PNG, SVG, HTML, widgets); return how many outputs lost some."""
+    dropped = 0
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            data = out.get("data")
+            if data:
+                keep = {k: v for k, v in data.items() if k == "text/plain"}
+                if len(keep) != len(data):
+                    dropped += 1
+                    out["data"] = keep or {"text/plain": "<figure not kept (--text-only)>"}
+    return dropped
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("notebook", type=Path)
+    ap.add_argument("out", type=Path, help="where the executed copy goes")
+    ap.add_argument("--timeout", type=int, default=3600, help="seconds one cell may run (default 3600)")
+    ap.add_argument("--text-only", action="store_true", help="drop figures and HTML from the copy")
+    args = ap.parse_args(argv)
+    if not args.notebook.is_file():
+        ap.error(f"no such notebook: {args.notebook}")
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    # As notebooks/conftest.py does under nbval: progress bars redraw at most every 10 s.
+    os.environ.setdefault("TQDM_MININTERVAL", "10")
+    nb = nbformat.read(args.notebook, as_version=4)
+    # "python3" is the kernel of the Python running this script (jupyter_client starts sys.executable
+    # for it), as nbval's --nbval-current-env does.
+    client = NotebookClient(nb, timeout=args.timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(args.notebook.resolve().parent)}})
+    status = 0
+    try:
+        client.execute()
+    except CellExecutionError as err:
+        print(f"{args.notebook.name}: a cell failed\n{str(err)[-3000:]}", file=sys.stderr)
+        status = 1
+    finally:
+        if args.text_only:
+            strip_images(nb)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, args.out)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
