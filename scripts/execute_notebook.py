@@ -6,8 +6,9 @@ nbval (what the tests and ``scripts/run_notebooks.py`` use) checks a notebook bu
 outputs. A full-profile run on a GPU or on a CPU takes hours, and the chapter's text needs its tables,
 not only the few numbers ``minilib.profile.record`` keeps, so ``run_notebooks.py --executed DIR``
 executes through this script instead: the same kernel (this Python), the same per-cell timeout, and
-a cell that raises fails the run as it fails under nbval. The copy is written also when a cell
-fails, up to and including the failing cell with its traceback. Images are dropped with
+a cell that raises fails the run as it fails under nbval. The copy holds this run's outputs only (the
+stored ones are cleared first) and is written also when a cell fails: up to and including the failing
+cell with its traceback, the cells after it empty. Images are dropped with
 ``--text-only`` (small enough to send back from a remote machine). Exit status 1 if a cell failed.
 """
 from __future__ import annotations
@@ -48,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     # As notebooks/conftest.py does under nbval: progress bars redraw at most every 10 s.
     os.environ.setdefault("TQDM_MININTERVAL", "10")
     nb = nbformat.read(args.notebook, as_version=4)
+    for cell in nb.cells:          # the stored outputs (the quick profile's) must not pass for this run's
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
     # "python3" is the kernel of the Python running this script (jupyter_client starts sys.executable
     # for it), as nbval's --nbval-current-env does.
     client = NotebookClient(nb, timeout=args.timeout, kernel_name="python3",

@@ -89,6 +89,9 @@ def test_execute_notebook_fails_on_a_cell_that_raises_and_still_writes_what_ran(
     import nbformat
 
     src = tiny_notebook(tmp_path / "bad.ipynb", "print('before')", "assert 1 + 1 == 3, 'claimed wrongly'", "print('after')")
+    stored = nbformat.read(src, as_version=4)      # outputs stored by an earlier run (quick's) must not survive
+    stored.cells[2].outputs = [nbformat.v4.new_output("stream", name="stdout", text="after, from an old run\n")]
+    nbformat.write(stored, src)
     out = tmp_path / "bad_run.ipynb"
     done = subprocess.run([*execute, str(src), str(out)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 1
