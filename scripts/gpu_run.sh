@@ -2,7 +2,8 @@
 # On an offline GPU machine: unpack the parts of scripts/gpu_bundle.py in FOLDER (once), then run
 # the named notebooks in the full profile; the table of measured runs goes to $OUT/full.csv (or
 # ./full.csv), the log to $OUT/gpu_run.log, and the executed notebooks (their printed tables, no
-# figures; scripts/execute_notebook.py) to $OUT/executed.tar.gz. With SEND_BACK set to globs of
+# figures; scripts/execute_notebook.py) to $OUT/executed.tar.gz. A failing cell does not stop its
+# notebook (--keep-going): one run lists every claim that fails at full scale. With SEND_BACK set to globs of
 # cached files (the models the notebooks trained there), they come back too, as $OUT/back/ parts
 # that `python scripts/gpu_bundle.py receive DIR` puts into this machine's cache.
 #   bash scripts/gpu_run.sh /tmp/gpu notebooks/06_transformers_from_scratch.ipynb ...
@@ -18,7 +19,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader ||
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 # RUN_BUDGET (seconds): stop the notebooks then, leaving the call time to send back; full.csv keeps
 # the rows of the notebooks that finished (run_notebooks.py writes it after each one).
-runner=(python3 scripts/run_notebooks.py --profile full --out "$out/full.csv" --executed "$out/executed" --text-only "$@")
+runner=(python3 scripts/run_notebooks.py --profile full --out "$out/full.csv" --executed "$out/executed" --text-only --keep-going "$@")
 [ -z "${RUN_BUDGET:-}" ] || runner=(timeout --signal=INT --kill-after=20 "$RUN_BUDGET" "${runner[@]}")
 status=0
 "${runner[@]}" 2>&1 | tee "$out/gpu_run.log" || status=$?

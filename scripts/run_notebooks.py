@@ -14,7 +14,8 @@ seconds (default 3600), which a full profile on a CPU can exceed (chapter 13).
 nbval keeps none of a notebook's outputs. With ``--executed DIR`` each notebook runs through
 ``scripts/execute_notebook.py`` instead (the same checks: any cell that raises fails it) and its
 executed copy, with every table the run printed, is written to ``DIR/<notebook>.ipynb``
-(``--text-only``: without figures) -- what a chapter's text quotes from a full run.
+(``--text-only``: without figures) -- what a chapter's text quotes from a full run. ``--keep-going``
+(with ``--executed``) runs every cell even after one fails and lists all the failures.
 """
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ def toc_notebooks() -> list[Path]:
 
 
 def run_one(nb: Path, profile: str, cell_timeout: int = 3600, executed: Path | None = None,
-            text_only: bool = False) -> dict:
+            text_only: bool = False, keep_going: bool = False) -> dict:
     sanitize = ROOT / "tests" / "nbval_sanitize.cfg"   # full: notebooks/conftest.py compares no outputs
     with tempfile.TemporaryDirectory() as tmp:
         metrics_file = Path(tmp) / "metrics.json"
@@ -52,13 +53,14 @@ def run_one(nb: Path, profile: str, cell_timeout: int = 3600, executed: Path | N
                "--nbval-current-env", f"--nbval-cell-timeout={cell_timeout}", f"--nbval-sanitize-with={sanitize}", str(nb)]
         if executed is not None:
             cmd = [sys.executable, str(ROOT / "scripts" / "execute_notebook.py"), str(nb), str(executed / nb.name),
-                   f"--timeout={cell_timeout}"] + (["--text-only"] if text_only else [])
+                   f"--timeout={cell_timeout}"] + (["--text-only"] if text_only else []) \
+                  + (["--keep-going"] if keep_going else [])
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
         seconds = time.perf_counter() - t0
         metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
     if proc.returncode != 0:
-        print(proc.stdout[-4000:], proc.stderr[-2000:], sep="\n", file=sys.stderr)
+        print(proc.stdout[-4000:], proc.stderr[-4000:], sep="\n", file=sys.stderr)
     return {
         "notebook": nb.stem,
         "profile": metrics.pop("profile", profile),
@@ -81,10 +83,14 @@ def main() -> int:
     ap.add_argument("--executed", type=Path, metavar="DIR",
                     help="keep each executed notebook, with its outputs, in DIR (runs them with nbclient, not nbval)")
     ap.add_argument("--text-only", action="store_true", help="with --executed: drop the figures from the copies")
+    ap.add_argument("--keep-going", action="store_true",
+                    help="with --executed: run every cell even after one fails, and list every failure")
     args = ap.parse_args()
     nbs = [p.resolve() for p in args.notebooks] or toc_notebooks()
     if args.executed is not None:
         args.executed = args.executed.resolve()
+    elif args.text_only or args.keep_going:
+        ap.error("--text-only and --keep-going go with --executed DIR")
     missing = [str(p) for p in nbs if not p.exists()]
     if missing:
         ap.error(f"no such notebook: {', '.join(missing)}")
@@ -96,7 +102,7 @@ def main() -> int:
     rows = []
     for nb in nbs:
         try:
-            row = run_one(nb, args.profile, args.cell_timeout, args.executed, args.text_only)
+            row = run_one(nb, args.profile, args.cell_timeout, args.executed, args.text_only, args.keep_going)
         except KeyboardInterrupt:   # Ctrl-C, or gpu_run.sh's RUN_BUDGET: the finished rows are written
             print(f"stopped during {nb.stem}: {len(rows)} of {len(nbs)} notebooks ran; {out} holds their rows",
                   file=sys.stderr)

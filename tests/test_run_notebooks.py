@@ -30,7 +30,7 @@ def test_rows_are_written_as_each_notebook_ends_and_kept_when_a_run_is_stopped(t
     rn.write_table(out, [fake_row(nb, "full", seconds="old") for nb in nbs[:4]])   # an earlier table
     seen = []
 
-    def run_one(nb, profile, cell_timeout, executed=None, text_only=False):
+    def run_one(nb, profile, cell_timeout, executed=None, text_only=False, keep_going=False):
         assert cell_timeout == 3600 and executed is None
         if len(seen) == 2:
             raise KeyboardInterrupt  # the time limit, during the third notebook
@@ -110,3 +110,28 @@ def test_run_one_with_executed_keeps_the_copy_and_reads_the_recorded_metrics(tmp
     assert json.loads((tmp_path / "executed" / "07_tiny.ipynb").read_text())["cells"][0]["outputs"][0]["text"] == ["ran\n"]
     bad = tiny_notebook(tmp_path / "08_bad.ipynb", "raise ValueError('no')")
     assert rn.run_one(bad, "quick", cell_timeout=300, executed=tmp_path / "executed")["result"] == "FAILED"
+
+
+def test_keep_going_runs_past_failing_cells_and_lists_every_failure(tmp_path):
+    import nbformat
+
+    src = tiny_notebook(tmp_path / "claims.ipynb", "x = 1", "assert x == 2, 'first claim'", "y = x + 1\nprint(y)",
+                        "assert y == 3, 'second claim'")
+    out = tmp_path / "claims_run.ipynb"
+    done = subprocess.run([*execute, str(src), str(out), "--keep-going"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    assert "cell 1" in done.stderr and "first claim" in done.stderr
+    assert "cell 3" in done.stderr and "second claim" in done.stderr
+    assert nbformat.read(out, as_version=4).cells[2].outputs[0]["text"] == "2\n"     # ran after the failure
+    # without --keep-going the run stops at the first
+    done = subprocess.run([*execute, str(src), str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "second claim" not in done.stderr
+
+
+def test_keep_going_and_text_only_need_executed(monkeypatch, capsys):
+    import pytest
+
+    monkeypatch.setattr(sys, "argv", ["run_notebooks.py", "--keep-going"])
+    with pytest.raises(SystemExit):
+        rn.main()
+    assert "--executed" in capsys.readouterr().err
