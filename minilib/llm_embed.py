@@ -331,6 +331,11 @@ def _is_hf_tokenizer(tokenizer) -> bool:
     return callable(tokenizer) and hasattr(tokenizer, "all_special_ids") and hasattr(tokenizer, "convert_tokens_to_ids")
 
 
+def _hf_encode(tokenizer, text: str) -> list[int]:
+    """Token ids of ``text`` from a ``transformers`` tokenizer, without BOS/EOS (the embedders add their own)."""
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
 def _hf_token_ids(tokenizer) -> tuple[int | None, int, int, tuple[int, ...]]:
     """``(eos_id, pad_id, mask_id, special_ids)`` of a ``transformers`` tokenizer: padding falls back
     to EOS (then 0); the MNTP mask to the tokenizer's mask token, else ``"_"`` (LLM2Vec's choice for
@@ -380,9 +385,7 @@ class MinilibDecoder(Decoder):
                                                  tokenizer.eos_id) if i is not None)
 
     def encode(self, text: str) -> list[int]:
-        if self._hf:
-            return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-        return self.tokenizer.encode(text)
+        return _hf_encode(self.tokenizer, text) if self._hf else self.tokenizer.encode(text)
 
     def forward(self, ids: torch.Tensor, attention_mask: torch.Tensor, bidirectional: bool = False,
                 output_hidden_states: bool = False):
@@ -435,7 +438,7 @@ class HFDecoder(Decoder):
         self.eos_id, self.pad_id, self.mask_id, self.special_ids = _hf_token_ids(tokenizer)
 
     def encode(self, text: str) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return _hf_encode(self.tokenizer, text)
 
     def forward(self, ids: torch.Tensor, attention_mask: torch.Tensor, bidirectional: bool = False,
                 output_hidden_states: bool = False):

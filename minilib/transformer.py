@@ -895,23 +895,20 @@ def from_transformers(hf_model: nn.Module, head: bool = False) -> Transformer | 
         raise ValueError(f"from_transformers knows BERT, GPT-2 and Llama-family models, got model_type {kind!r}")
     base = getattr(hf_model, "base_model", hf_model)
     theirs = convert_state_dict(base.state_dict(), name_map, ignore)
-    if not head:
-        with torch.random.fork_rng(devices=[]):
-            model = Transformer(config)
-        return load_weights(model, theirs).eval()
-    if not config.causal:
-        raise ValueError(f"head=True gives a next-token model; a {kind} model is an encoder: use head=False")
-    out = hf_model.get_output_embeddings() if hasattr(hf_model, "get_output_embeddings") else None
-    if out is None:
-        raise ValueError("head=True needs the model with its language-model head (e.g. LlamaForCausalLM or "
-                         "GPT2LMHeadModel, from AutoModelForCausalLM), not the bare model")
-    if not torch.equal(out.weight.detach().cpu(), theirs["tok.weight"].detach().cpu()):
-        raise ValueError("this checkpoint's output layer is not tied to its token embeddings; our CausalLM's "
-                         "head is the token table, so it cannot hold it")
-    with torch.random.fork_rng(devices=[]):
-        lm = CausalLM(config)
-    load_weights(lm.decoder, theirs)
-    return lm.eval()
+    if head:
+        if not config.causal:
+            raise ValueError(f"head=True gives a next-token model; a {kind} model is an encoder: use head=False")
+        out = hf_model.get_output_embeddings() if hasattr(hf_model, "get_output_embeddings") else None
+        if out is None:
+            raise ValueError("head=True needs the model with its language-model head (e.g. LlamaForCausalLM or "
+                             "GPT2LMHeadModel, from AutoModelForCausalLM), not the bare model")
+        if not torch.equal(out.weight.detach().cpu(), theirs["tok.weight"].detach().cpu()):
+            raise ValueError("this checkpoint's output layer is not tied to its token embeddings; our CausalLM's "
+                             "head is the token table, so it cannot hold it")
+    with torch.random.fork_rng(devices=[]):   # its random initial weights are all replaced below
+        model = CausalLM(config) if head else Transformer(config)
+    load_weights(model.decoder if head else model, theirs)
+    return model.eval()
 
 
 def _minilm_folder(folder) -> Path:

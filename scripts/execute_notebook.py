@@ -22,18 +22,13 @@ import sys
 from pathlib import Path
 
 
-def strip_images(nb) -> int:
-    """Drop every output's non-text data (PNG, SVG, HTML, widgets); return how many outputs lost some."""
-    dropped = 0
+def strip_images(nb) -> None:
+    """Drop every output's non-text data (PNG, SVG, HTML, widgets), keeping its plain-text form."""
     for cell in nb.cells:
         for out in cell.get("outputs", []):
             data = out.get("data")
-            if data:
-                keep = {k: v for k, v in data.items() if k == "text/plain"}
-                if len(keep) != len(data):
-                    dropped += 1
-                    out["data"] = keep or {"text/plain": "<figure not kept (--text-only)>"}
-    return dropped
+            if data and set(data) != {"text/plain"}:
+                out["data"] = {"text/plain": data.get("text/plain", "<figure not kept (--text-only)>")}
 
 
 def failures(nb) -> list[tuple[int, str, str, str]]:

@@ -49,12 +49,12 @@ def run_one(nb: Path, profile: str, cell_timeout: int = 3600, executed: Path | N
                "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
                # one torch thread on a CPU, as the checked outputs were made (scripts/run_notebook.sh)
                "MINILIB_THREADS": os.environ.get("MINILIB_THREADS", "1")}
-        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
-               "--nbval-current-env", f"--nbval-cell-timeout={cell_timeout}", f"--nbval-sanitize-with={sanitize}", str(nb)]
-        if executed is not None:
+        if executed is None:
+            cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax", "--nbval-current-env",
+                   f"--nbval-cell-timeout={cell_timeout}", f"--nbval-sanitize-with={sanitize}", str(nb)]
+        else:
             cmd = [sys.executable, str(ROOT / "scripts" / "execute_notebook.py"), str(nb), str(executed / nb.name),
-                   f"--timeout={cell_timeout}"] + (["--text-only"] if text_only else []) \
-                  + (["--keep-going"] if keep_going else [])
+                   f"--timeout={cell_timeout}"] + ["--text-only"] * text_only + ["--keep-going"] * keep_going
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
         seconds = time.perf_counter() - t0
