@@ -500,6 +500,11 @@ class Task:
         """The task's bootstrap resamples ``(n_boot, n_items)``: drawn from its seed, the same for every model."""
         return bootstrap_indices(self.n_items, self.n_boot, self.seed)
 
+    @staticmethod
+    def _checked(model, name: str | None) -> CheckedModel:
+        """``model`` wrapped in a :class:`CheckedModel` (kept as is if it already is one)."""
+        return model if isinstance(model, CheckedModel) else CheckedModel(model, name)
+
     def _result(self, model: CheckedModel, score: float, metrics: dict, replicates, per_item=None) -> dict:
         return {"task": self.name, "kind": self.kind, "model": model.name, "metric": self.metric,
                 "score": float(score), "ci": percentile_interval(replicates, self.alpha, score),
@@ -512,6 +517,18 @@ class Task:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, {self.n_items} items)"
+
+
+class _TextListTask(Task):
+    """A task over one list of texts, ``self._texts`` (one item per text)."""
+
+    @property
+    def n_items(self) -> int:
+        return len(self._texts)
+
+    @property
+    def texts(self) -> list[str]:
+        return list(self._texts)
 
 
 class STSTask(Task):
@@ -542,7 +559,7 @@ class STSTask(Task):
         return list(dict.fromkeys(self.texts_a + self.texts_b))
 
     def run(self, model, name: str | None = None) -> dict:
-        model = CheckedModel(model, name) if not isinstance(model, CheckedModel) else model
+        model = self._checked(model, name)
         uniq = self.texts
         E = _unit_rows(model.encode(uniq, self.name))
         pos = {t: i for i, t in enumerate(uniq)}
@@ -554,7 +571,7 @@ class STSTask(Task):
         return self._result(model, score, {"spearman": score}, reps)
 
 
-class MatrixSTSTask(Task):
+class MatrixSTSTask(_TextListTask):
     """Document similarity as a matrix: all pairs of ``texts`` against a gold ``(n, n)`` matrix.
 
     Score: Spearman between the cosines and the gold similarities of the n(n-1)/2 pairs. The
@@ -579,16 +596,8 @@ class MatrixSTSTask(Task):
             raise ValueError(f"{name}: needs at least 3 texts, got {n}")
         self.gold = G
 
-    @property
-    def n_items(self) -> int:
-        return len(self._texts)
-
-    @property
-    def texts(self) -> list[str]:
-        return list(self._texts)
-
     def run(self, model, name: str | None = None) -> dict:
-        model = CheckedModel(model, name) if not isinstance(model, CheckedModel) else model
+        model = self._checked(model, name)
         E = _unit_rows(model.encode(self._texts, self.name))
         P = E @ E.T                                                       # (n, n) cosines
         n = self.n_items
@@ -663,7 +672,7 @@ class RetrievalTask(Task):
         return self.queries + self.corpus
 
     def run(self, model, name: str | None = None) -> dict:
-        model = CheckedModel(model, name) if not isinstance(model, CheckedModel) else model
+        model = self._checked(model, name)
         Q = _unit_rows(model.encode(self.queries, self.name))
         D = _unit_rows(model.encode(self.corpus, self.name))
         S = Q @ D.T                                                   # (n_queries, n_docs) cosines
@@ -715,7 +724,7 @@ def _row_space(X_train: np.ndarray) -> np.ndarray | None:
     return Vt[s > s[0] * 1e-10].T if s[0] > 0 else Vt[:1].T
 
 
-class ClassificationTask(Task):
+class ClassificationTask(_TextListTask):
     """A linear probe: can a logistic regression read the label off the (unit-length) embedding?
 
     ``n_folds``-fold stratified cross-validation: every text is predicted once, by a probe trained
@@ -746,14 +755,6 @@ class ClassificationTask(Task):
                              "each training part; pass a single C or add texts")
         self.n_folds, self.inner_folds = int(n_folds), int(inner_folds)
 
-    @property
-    def n_items(self) -> int:
-        return len(self._texts)
-
-    @property
-    def texts(self) -> list[str]:
-        return list(self._texts)
-
     def folds(self) -> np.ndarray:
         """Outer fold of each text ``(n,)`` (:func:`stratified_folds`, the task's seed)."""
         return stratified_folds(self.y, self.n_folds, self.seed)
@@ -775,7 +776,7 @@ class ClassificationTask(Task):
     def run(self, model, name: str | None = None) -> dict:
         from threadpoolctl import threadpool_limits
 
-        model = CheckedModel(model, name) if not isinstance(model, CheckedModel) else model
+        model = self._checked(model, name)
         X = _unit_rows(model.encode(self._texts, self.name))
         with threadpool_limits(1, user_api="blas"):
             # The probes are small problems: one BLAS thread is faster than several that wait for
@@ -802,7 +803,7 @@ class ClassificationTask(Task):
         return pred, chosen
 
 
-class ClusteringTask(Task):
+class ClusteringTask(_TextListTask):
     """k-means on the (unit-length) embeddings, k = the number of classes, scored by V-measure.
 
     k-means depends on its start, so it runs once per seed in ``seeds`` (each with ``n_init``
@@ -822,18 +823,10 @@ class ClusteringTask(Task):
             raise ValueError(f"{name}: give at least one k-means seed")
         self.seeds, self.n_init = tuple(int(s) for s in seeds), int(n_init)
 
-    @property
-    def n_items(self) -> int:
-        return len(self._texts)
-
-    @property
-    def texts(self) -> list[str]:
-        return list(self._texts)
-
     def run(self, model, name: str | None = None) -> dict:
         from sklearn.cluster import KMeans
 
-        model = CheckedModel(model, name) if not isinstance(model, CheckedModel) else model
+        model = self._checked(model, name)
         X = _unit_rows(model.encode(self._texts, self.name))
         k = len(self.classes)
         assignments = [KMeans(n_clusters=k, n_init=self.n_init, random_state=s).fit_predict(X) for s in self.seeds]
@@ -907,7 +900,8 @@ class TfidfEmbedder:
         return _unit_rows(X).astype(np.float32) if len(texts) else X.astype(np.float32)
 
     def __repr__(self) -> str:
-        return f"TfidfEmbedder(min_df={self.min_df}, {len(self.vocab) if self.vocab else 'not fitted'} words)"
+        state = f"{len(self.vocab)} words" if self.vocab else "not fitted"
+        return f"TfidfEmbedder(min_df={self.min_df}, {state})"
 
 
 # --- running many models on many tasks ----------------------------------------------------------

@@ -413,3 +413,37 @@ def test_the_book_tasks_build():
     lee = bench.lee_sts()
     assert lee.n_items == 50 and lee.gold.shape == (50, 50)
     assert bench.polarity_classification().n_items == 200
+
+
+def test_tasks_list_their_texts_and_all_texts_dedupes_in_order():
+    names = ["a", "b", "c"]
+    G = np.array([[1.0, 0.5, 0.1], [0.5, 1.0, 0.2], [0.1, 0.2, 1.0]])
+    sts = bench.MatrixSTSTask("m", names, G)
+    ret = bench.RetrievalTask("r", {"q1": "b question"}, {"d1": "a", "d2": "body"}, {"q1": {"d1": 1}})
+    texts, y = labelled(6, ("x", "y"))
+    cls = bench.ClassificationTask("c", texts, y)
+    assert sts.texts == names and sts.n_items == 3 and repr(sts) == "MatrixSTSTask('m', 3 items)"
+    assert ret.texts == ["b question", "a", "body"] and ret.n_items == 1
+    assert cls.texts == list(texts) and cls.n_items == len(texts)
+    sts.texts.append("z")                                # a copy: the task keeps its own list
+    assert sts.n_items == 3
+    # every distinct text once, first occurrence first: "a" (from the STS task) is not repeated by the retrieval task
+    assert bench.all_texts([sts, ret, cls]) == ["a", "b", "c", "b question", "body", *dict.fromkeys(texts)]
+    assert bench.all_texts([]) == []
+
+
+def test_task_base_class_is_an_interface():
+    task = bench.Task("abstract")
+    for what in ("n_items", "texts"):
+        with pytest.raises(NotImplementedError):
+            getattr(task, what)
+    with pytest.raises(NotImplementedError):
+        task.run(RandomModel())
+    with pytest.raises(ValueError, match="name"):
+        bench.Task("")
+
+
+def test_tfidf_embedder_repr_tells_whether_it_is_fitted():
+    emb = bench.TfidfEmbedder(min_df=1)
+    assert repr(emb) == "TfidfEmbedder(min_df=1, not fitted)"
+    assert repr(emb.fit(["the cat", "the dog"])) == "TfidfEmbedder(min_df=1, 3 words)"

@@ -388,3 +388,12 @@ def test_wordpiece_from_vocab_errors(tmp_path):
     (tmp_path / "vocab.txt").write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\nhello\n##s\n")
     wp = WordPiece.from_vocab(tmp_path)
     assert wp.tokenize("Hellos HELLO bye") == ["hello", "##s", "hello", "[UNK]"]
+
+
+def test_len_and_repr_count_the_vocabulary():
+    bpe = ByteBPE([("Ġ", "t"), ("Ġt", "h")])
+    assert len(bpe) == bpe.vocab_size == 4 + 256 + 2
+    assert repr(bpe) == "ByteBPE(vocab_size=262, merges=2, specials=['<pad>', '<mask>', '<bos>', '<eos>'])"
+    wp = WordPiece(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "play", "##ing"])
+    assert len(wp) == wp.vocab_size == 7
+    assert repr(wp) == "WordPiece(vocab_size=7, lowercase=True)"

@@ -341,3 +341,16 @@ def test_fashion_images():
     assert images[:, :, :2].abs().sum() == 0          # the 2-pixel black border
     assert captions[0].startswith("a photo of a ")
     clip.CaptionTokenizer.default().encode_batch(captions)
+
+
+def test_forward_is_the_scaled_cosine_matrix():
+    torch.manual_seed(0)
+    model = _tiny(tower="cnn").eval()
+    images = torch.rand(3, 3, 16, 16)
+    texts = ["a red circle on the left", "a small blue square on the right", "a green triangle"]
+    with torch.no_grad():
+        logits = model(images, texts)
+        u, v = model.encode_image(images), model.encode_text(texts)
+    assert logits.shape == (3, 3)
+    torch.testing.assert_close(logits, model.scale() * F.normalize(u, dim=-1) @ F.normalize(v, dim=-1).T)
+    torch.testing.assert_close(logits.diagonal() / model.scale(), F.cosine_similarity(u, v))

@@ -453,3 +453,8 @@ def test_nan_weights_are_reported_not_propagated(tok):
         bi.encode(TEXTS[:2])
     with pytest.raises(FloatingPointError):
         C.CrossEncoder(copy.deepcopy(enc), tok).score(TEXTS[:2], TEXTS[2:4])
+
+
+def test_bi_encoder_dim_is_the_encoder_width(tok):
+    bi = C.BiEncoder(tiny_encoder(tok), tok)
+    assert bi.dim == 16 == bi.encode(["the cat"]).shape[1]

@@ -475,3 +475,52 @@ def test_two_processes_missing_the_same_file_build_it_once(cache, tmp_path):
     assert [p.returncode for p in procs] == [0, 0] and outs == ["model\n", "model\n"]
     assert log.read_text() == "built\n"
     assert sorted(q.name for q in (cache / "derived").iterdir()) == ["shared-model.txt", "shared-model.txt.sha256"]
+
+
+class _FakeRun:
+    """Records subprocess.run calls; the return codes come from ``codes`` in order (then 0)."""
+
+    def __init__(self, *codes):
+        self.codes, self.calls = list(codes), []
+
+    def __call__(self, cmd, **kw):
+        self.calls.append(cmd)
+        assert kw.get("capture_output") is True      # the installers never spill apt/pip output into a notebook
+        return subprocess.CompletedProcess(cmd, self.codes.pop(0) if self.codes else 0)
+
+
+def test_apt_install_runs_apt_get_and_retries_after_an_update(monkeypatch, capsys):
+    monkeypatch.setattr(data.shutil, "which", lambda name: "/usr/bin/apt-get")
+    monkeypatch.setattr(data.os, "geteuid", lambda: 0, raising=False)
+    run = _FakeRun(0)
+    monkeypatch.setattr(data.subprocess, "run", run)
+    assert data._apt_install(["bible-kjv-text"]) is True
+    assert run.calls == [["apt-get", "install", "-y", "-qq", "bible-kjv-text"]]
+    assert "installing Debian packages bible-kjv-text" in capsys.readouterr().out
+    run = _FakeRun(100, 0, 0)                            # stale package lists: update, then install again
+    monkeypatch.setattr(data.subprocess, "run", run)
+    assert data._apt_install(["a", "b"]) is True
+    assert run.calls == [["apt-get", "install", "-y", "-qq", "a", "b"], ["apt-get", "update", "-qq"],
+                         ["apt-get", "install", "-y", "-qq", "a", "b"]]
+    monkeypatch.setattr(data.subprocess, "run", _FakeRun(100, 0, 100))
+    assert data._apt_install(["a"]) is False
+
+
+def test_apt_install_needs_apt_get_and_root(monkeypatch):
+    run = _FakeRun()
+    monkeypatch.setattr(data.subprocess, "run", run)
+    monkeypatch.setattr(data.shutil, "which", lambda name: None)
+    assert data._apt_install(["a"]) is False
+    monkeypatch.setattr(data.shutil, "which", lambda name: "/usr/bin/apt-get")
+    monkeypatch.setattr(data.os, "geteuid", lambda: 1000, raising=False)
+    assert data._apt_install(["a"]) is False
+    assert run.calls == []                               # nothing was attempted
+
+
+def test_pip_install_no_deps_uses_this_python(monkeypatch, capsys):
+    run = _FakeRun(0, 1)
+    monkeypatch.setattr(data.subprocess, "run", run)
+    assert data._pip_install_no_deps("fakepkg==1.0") is True
+    assert data._pip_install_no_deps("fakepkg==1.0") is False
+    assert run.calls[0] == [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "fakepkg==1.0"]
+    assert "installing fakepkg==1.0 with --no-deps" in capsys.readouterr().out

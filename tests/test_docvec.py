@@ -153,3 +153,15 @@ def test_lda_errors():
         LDA(0)
     with pytest.raises(ValueError, match="no words"):
         LDA(2).fit(sp.csr_matrix((3, 5)))
+
+
+def test_reprs_and_fit_transform():
+    X, _ = lda_corpus()
+    lda = LDA(3, max_iter=5, seed=0)
+    assert repr(lda) == f"LDA(n_topics=3, alpha={lda.alpha:.3g}, eta={lda.eta:.3g}, max_iter=5)"
+    np.testing.assert_allclose(lda.fit_transform(X), LDA(3, max_iter=5, seed=0).fit(X).transform(X))
+    m = PVDBOW(**CFG, seed=0)
+    assert repr(m) == "PVDBOW(not trained, dim=16, negative=5, epochs=30)"
+    docs, _ = topical_docs(n_docs=8, length=20)
+    m = PVDBOW(**{**CFG, "epochs": 1}, seed=0).fit(docs, progress=False)
+    assert repr(m) == f"PVDBOW(8 docs, {len(m.vocab)} words, dim=16, negative=5, epochs=1)"

@@ -512,3 +512,21 @@ def test_memory_per_vector():
     # 64 bytes of vector, 2M = 8 four-byte slots on level 0 and M = 4 on each level above.
     upper = sum(4 * (h.levels[:400] >= lev).sum() for lev in range(1, h.max_level + 1))
     assert h.memory_per_vector() == pytest.approx(64 + 4 * (8 * 400 + upper) / 400)
+
+
+def test_indexes_without_training_accept_train_and_check_its_shape():
+    xb = np.random.default_rng(0).standard_normal((50, 8)).astype(np.float32)
+    for idx in (ix.Flat(8), ix.HNSW(8, M=4)):
+        assert idx.is_trained and idx.train(xb) is idx and idx.ntotal == 0   # training adds nothing
+        with pytest.raises(ValueError):
+            idx.train(xb[:, :4])
+    flat = ix.Flat(8, "ip").add(xb)
+    assert repr(flat) == "Flat(d=8, metric='ip', ntotal=50)"
+
+
+def test_an_index_that_does_not_count_its_memory_says_so():
+    class Bare(ix.Index):
+        pass
+
+    with pytest.raises(NotImplementedError, match="Bare does not report its memory"):
+        Bare(4).memory_per_vector()

@@ -547,3 +547,47 @@ def test_train_simcse_restores_dropout(lm, bpe):
     emb = le.DecoderEmbedder(copy.deepcopy(lm), bpe, pooling="last_token")
     h = le.train_simcse(emb, CORPUS, steps=2, batch_size=4, device="cpu", progress=False)
     assert len(h["loss"]) == 2 and emb.decoder.dropout_rate() == 0.0
+
+
+# --- 5. loading decoders -----------------------------------------------------------------------------
+
+
+def test_load_decoder_reads_a_local_folder_and_pads_with_eos(llama, tmp_path):
+    model, tok = llama
+    transformers = pytest.importorskip("transformers")
+    model.save_pretrained(tmp_path)
+    no_pad = transformers.PreTrainedTokenizerFast(tokenizer_object=tok.backend_tokenizer, eos_token="<eos>",
+                                                  bos_token="<bos>")
+    no_pad.save_pretrained(tmp_path)
+    loaded, loaded_tok = le.load_decoder(tmp_path)
+    assert not loaded.training and loaded_tok.pad_token == "<eos>"     # no padding token: EOS pads
+    ids = torch.tensor([tok.encode("the cat sat on the mat")])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(input_ids=ids).logits, model(input_ids=ids).logits)
+    half, _ = le.load_decoder(str(tmp_path), dtype=torch.bfloat16)
+    assert next(half.parameters()).dtype == torch.bfloat16
+
+
+def test_load_smollm2_loads_the_verified_gguf_file(monkeypatch, tmp_path):
+    from minilib import data
+
+    gguf = tmp_path / "smollm2" / "model.gguf"
+    calls = []
+    monkeypatch.setattr(data, "load", lambda name: calls.append(name) or gguf)
+    monkeypatch.setattr(le, "load_decoder", lambda folder, gguf_file=None, device=None: (folder, gguf_file, device))
+    assert le.load_smollm2(device="cpu") == (gguf.parent, "model.gguf", "cpu")
+    assert calls == ["smollm2"]
+
+
+def test_decoder_base_class_is_an_interface():
+    dec = le.Decoder()
+    for call in (lambda: dec.encode("x"), lambda: dec.logits(torch.zeros(1, 1, 2)), lambda: dec.set_dropout(0.1),
+                 dec.dropout_rate):
+        with pytest.raises(NotImplementedError):
+            call()
+
+
+def test_embedder_repr_lists_its_settings(lm, bpe):
+    emb = le.DecoderEmbedder(lm, bpe, pooling="last_token", bidirectional=True, prompt="prompteol")
+    text = repr(emb)
+    assert "pooling='last_token', bidirectional=True" in text and "add_eos=" in text and "max_len=" in text

@@ -350,3 +350,14 @@ def test_minilm_mean_pooling_equals_the_sentence_encoder_and_sentence_transforme
     for other in (ref, st):
         cos = (ours * other).sum(1) / np.linalg.norm(other, axis=1)
         assert cos.min() >= 0.9999, cos
+
+
+def test_embedder_reprs_name_their_settings():
+    emb = WordVectorEmbedder(VECS, WORDS, weighting="sif", counts=COUNTS, a=0.1, remove_pc=1)
+    assert repr(emb) == "WordVectorEmbedder(5 words, dim=2, weighting='sif', remove_pc=1)"
+    model, tok = _tiny_model_and_tokenizer()
+    assert repr(TransformerEmbedder(model, tok)) == ("TransformerEmbedder(2 layers, d=16, pooling='mean', "
+                                                     "whitening=None, normalize=True)")
+    X = np.random.default_rng(0).standard_normal((40, 16))
+    w = Whitening().fit(X, k=4)
+    assert "whitening=k=4" in repr(TransformerEmbedder(model, tok, pooling="cls", whitening=w))

@@ -191,3 +191,8 @@ def test_rope_rejects_bad_input():
         apply_rope(torch.ones(4, 8, dtype=torch.long))
     with pytest.raises(ValueError, match="head_dim"):
         apply_rope(torch.randn(8))
+
+
+def test_position_modules_print_their_sizes():
+    assert repr(SinusoidalPositions(16, 8)) == "SinusoidalPositions(max_len=16, dim=8)"
+    assert repr(LearnedPositions(16, 8)).startswith("LearnedPositions(\n  max_len=16, dim=8")

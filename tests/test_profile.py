@@ -102,3 +102,11 @@ def test_portable_cpu_env_selects_the_avx2_code_paths_in_new_processes():
     still_on, capability = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env},
                                           capture_output=True, text=True, check=True).stdout.split()
     assert still_on == "False" and capability in ("AVX2", "DEFAULT")
+
+
+def test_describe_device_names_the_hardware(monkeypatch):
+    monkeypatch.setattr(profile.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert profile.describe_device(torch.device("cpu")) == "cpu (2 cores)"
+    monkeypatch.setattr(profile.torch.cuda, "get_device_name", lambda dev: "NVIDIA H100 80GB HBM3")
+    assert profile.describe_device(torch.device("cuda", 0)) == "NVIDIA H100 80GB HBM3"
+    assert profile.describe_device(torch.device("mps")) == "mps"

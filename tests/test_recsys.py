@@ -217,3 +217,11 @@ def test_collapse_stats_extremes():
     assert iso["effective_rank"] > 7.5 and abs(iso["std"] - 1 / np.sqrt(8)) < 0.02
     with pytest.raises(ValueError, match="n >= 2"):
         recsys.collapse_stats(np.ones(3))
+
+
+def test_click_model_counts_its_parameters():
+    emb = recsys.FeatureEmbedding("full", [10, 5], dim=4)
+    model = recsys.ClickModel(emb, dim=4)
+    assert model.n_parameters() == (10 + 5) * 4 + (2 * 4 + 1)       # the tables, then the linear head
+    small = recsys.ClickModel(recsys.FeatureEmbedding("multiplexed", [10, 5], dim=4, n_rows=6), dim=4)
+    assert small.n_parameters() == 6 * 4 + 9

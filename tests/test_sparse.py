@@ -100,3 +100,9 @@ def test_errors_name_the_fix():
         bm.search("cat", 2)
     with pytest.raises(TypeError, match="str or a list of str"):
         bm.scores(42)
+
+
+def test_n_docs_counts_the_fitted_collection():
+    bm = sparse.BM25()
+    assert bm.n_docs == 0
+    assert bm.fit(CORPUS).n_docs == len(CORPUS)

@@ -158,3 +158,13 @@ def test_text_list_accepts_lists_and_names_the_usual_mistakes():
         text_list(["ok", 3])
     with pytest.raises(ValueError, match="sentences is empty"):
         text_list([], "sentences", allow_empty=False)
+
+
+def test_vocab_iterates_decodes_and_gives_frequencies():
+    v = Vocab(["the", "cat", "sat"], [5, 3, 2])
+    assert list(v) == ["the", "cat", "sat"]
+    assert v.decode(np.array([2, 0])) == ["sat", "the"] and v.decode(v.encode(["cat", "zebra", "the"])) == ["cat", "the"]
+    np.testing.assert_allclose(v.frequencies(), [0.5, 0.3, 0.2])
+    assert repr(v) == "Vocab(3 words: the, cat, sat)"
+    big = Vocab([f"w{i}" for i in range(7)], [7 - i for i in range(7)])
+    assert repr(big) == "Vocab(7 words: w0, w1, w2, w3, w4, ...)"

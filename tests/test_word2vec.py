@@ -246,3 +246,11 @@ def test_divergence_stops_with_advice():
         model.fit(docs, progress=False)
     small = Word2Vec(Vocab.build(docs, min_count=1), dim=16, epochs=3, seed=0, batch_size=64)
     assert small.fit(docs, progress=False)["loss"][-1] < (5 + 1) * math.log(2)  # the fix works: below random vectors
+
+
+def test_repr_names_the_class_and_its_settings():
+    vocab = Vocab(["the", "cat", "sat"], [5, 3, 2])
+    m = Word2Vec(vocab, 8, sg=False, window=2, negative=3, epochs=2)
+    assert repr(m) == "Word2Vec(3 words, dim=8, CBOW, window=2, negative=3, epochs=2)"
+    from minilib.fasttext import FastText
+    assert repr(FastText(vocab, 8, window=2, negative=3, epochs=2)).startswith("FastText(3 words, dim=8, skip-gram,")
