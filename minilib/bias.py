@@ -23,7 +23,6 @@ from collections.abc import Sequence
 from itertools import combinations
 
 import numpy as np
-import torch
 
 from .evaluate import as_matrix as _matrix, unit_rows as _unit, word_index as _index
 

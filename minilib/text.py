@@ -15,8 +15,12 @@ import re
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:   # only for annotations: torch is imported where it is used
+    import torch
 
 _TOKEN = re.compile(r"[a-z]+|[0-9]+")
 

@@ -447,3 +447,13 @@ def test_tfidf_embedder_repr_tells_whether_it_is_fitted():
     emb = bench.TfidfEmbedder(min_df=1)
     assert repr(emb) == "TfidfEmbedder(min_df=1, not fitted)"
     assert repr(emb.fit(["the cat", "the dog"])) == "TfidfEmbedder(min_df=1, 3 words)"
+
+
+def test_bootstrap_ci_of_a_statistic_of_indices():
+    x = np.random.default_rng(0).standard_normal(200)
+    y = 2 * x + np.random.default_rng(1).standard_normal(200)
+    corr = lambda idx: float(np.corrcoef(x[idx], y[idx])[0, 1])
+    lo, hi = bench.bootstrap_ci(statistic=corr, n=200, n_boot=500, seed=0)
+    assert lo < corr(np.arange(200)) < hi and 0.8 < lo and hi < 0.95
+    with pytest.raises(ValueError, match="statistic of an index array together with n"):
+        bench.bootstrap_ci(statistic=corr)

@@ -354,3 +354,12 @@ def test_forward_is_the_scaled_cosine_matrix():
     assert logits.shape == (3, 3)
     torch.testing.assert_close(logits, model.scale() * F.normalize(u, dim=-1) @ F.normalize(v, dim=-1).T)
     torch.testing.assert_close(logits.diagonal() / model.scale(), F.cosine_similarity(u, v))
+
+
+def test_caption_tokenizer_cuts_or_refuses_long_captions():
+    tok = clip.CaptionTokenizer.from_texts(["a red circle left of a blue square"])
+    ids, mask = tok.encode_batch(["a red circle left of a blue square", "a square"], max_len=4)
+    assert ids.shape == (2, 4) and ids[0].tolist() == tok.encode("a red circle left of a blue square")[:4]
+    assert mask.tolist() == [[1, 1, 1, 1], [1, 1, 1, 0]]
+    with pytest.raises(ValueError, match="longer than max_len=4"):
+        tok.encode_batch(["a red circle left of a blue square"], max_len=4, truncate=False)

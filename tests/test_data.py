@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import sys
 import tarfile
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -366,7 +365,7 @@ def test_en_it_vectors_and_pairs():
     d = data.load("en_it_vectors")
     (en_words, en), (it_words, it) = d["en"], d["it"]
     assert en.shape == (20, 300) and it.shape == (20, 300) and len(d["pairs"]) == 20
-    assert "one" in en_words and ("one", "uno") in d["pairs"]
+    assert len(it_words) == 20 and "uno" in it_words and "one" in en_words and ("one", "uno") in d["pairs"]
 
 
 def test_word2vec_text_reader_rejects_a_bad_header(tmp_path):

@@ -530,3 +530,53 @@ def test_an_index_that_does_not_count_its_memory_says_so():
 
     with pytest.raises(NotImplementedError, match="Bare does not report its memory"):
         Bare(4).memory_per_vector()
+
+
+def test_ivfpq_inner_product_keys_and_recall_match_faiss():
+    xb, xq = split(3000, 32, nq=200, seed=14, spread=0.6, n_clusters=30)
+    # One table per query serves every cell: q.(c + r) = q.c + q.r; the keys are exact inner
+    # products with the reconstructions.
+    index = ix.IVFPQ(32, nlist=16, m=8, nbits=6, nprobe=16, metric="ip").train(xb)
+    index.add(xb)
+    D, I = index.search(xq[:3], 50)
+    lists = index.quantize(xb, 1)[:, 0]
+    recon = index.centroids[lists] + index.pq.decode(index.pq.encode(xb - index.centroids[lists]))
+    for q, d_row, i_row in zip(xq[:3], D, I):
+        np.testing.assert_allclose(d_row, recon[i_row] @ q, rtol=1e-4, atol=1e-3)
+        assert np.array_equal(i_row, np.argsort(-(recon @ q), kind="stable")[:50])
+    # Against faiss with faiss's cells: for the inner product faiss trains *spherical* k-means
+    # (unit-length centroids), ours plain k-means, so we take its centroids and train our residual PQ on them.
+    ref = faiss.IndexIVFPQ(faiss.IndexFlatIP(32), 32, 16, 8, 6, faiss.METRIC_INNER_PRODUCT)
+    ref.train(xb)
+    ref.add(xb)
+    C = ref.quantizer.reconstruct_n(0, 16)
+    ours = ix.IVFPQ(32, nlist=16, m=8, nbits=6, metric="ip").set_centroids(C)
+    ours.pq.train(xb - C[ours.quantize(xb, 1)[:, 0]])
+    ours.add(xb)
+    gt = exact(xb, xq, 10, "ip")
+    for nprobe in (1, 4):
+        ours.nprobe = ref.nprobe = nprobe
+        r_ours, r_faiss = ix.evaluate(ours, xq, gt)["recall"], ix.evaluate(ref, xq, gt)["recall"]
+        assert abs(r_ours - r_faiss) <= 0.03, (nprobe, r_ours, r_faiss)
+
+
+def test_kmeans_trains_on_a_sample_when_there_are_many_points():
+    xb, _ = split(6000, 8, seed=15, n_clusters=4, spread=0.1)
+    small = ix.KMeans(4, max_points_per_centroid=40, seed=0).fit(xb)
+    full = ix.KMeans(4, max_points_per_centroid=0, seed=0).fit(xb)
+    # 160 sampled points already find the 4 tight clusters: the same centres up to order
+    d = ((small.centroids[:, None] - full.centroids[None]) ** 2).sum(-1)
+    assert sorted(d.argmin(1).tolist()) == [0, 1, 2, 3] and d.min(1).max() < 0.05
+
+
+def test_hnsw_built_one_vector_at_a_time_keeps_its_entry_on_top():
+    xb, xq = split(400, 8, nq=50, seed=16)
+    h = ix.HNSW(8, M=3, ef_construction=20, seed=2)      # small M: many levels, so the top moves often
+    tops = set()
+    for i in range(len(xb)):
+        h.add(xb[i:i + 1])
+        assert h.levels[h.entry] == h.max_level == h.levels[:i + 1].max()
+        tops.add(h.entry)
+    assert len(tops) > 1                                 # later vectors did take over the entry point
+    h.ef_search = 64
+    assert ix.recall_at_k(h.search(xq, 5)[1], exact(xb, xq, 5), 5) > 0.9

@@ -457,7 +457,6 @@ def test_mntp_inputs_never_mask_the_first_token():
 
 def test_mntp_loss_reads_the_previous_position():
     V, T = 7, 5
-    ids = torch.tensor([[3, 4, 5, 6, 2]])
     labels = torch.full((1, T), train.IGNORE_INDEX)
     labels[0, 2], labels[0, 4] = 5, 2  # tokens 2 and 4 were masked
     right = torch.full((1, T, V), -10.0)

@@ -9,7 +9,6 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-from collections import Counter
 
 import numpy as np
 import pytest
@@ -298,6 +297,10 @@ def test_transformer_embedder_chunks_long_texts():
     mx = TransformerEmbedder(model, tok, pooling="max", normalize=False, long_texts="chunk").encode([long])[0]
     np.testing.assert_allclose(mx, TransformerEmbedder(model, tok, pooling="max", normalize=False)
                                .encode(pieces[:-1]).max(axis=0), rtol=1e-6)
+    # cls: the [CLS] of the first window, the one that reads the text's opening
+    cls = TransformerEmbedder(model, tok, pooling="cls", normalize=False, long_texts="chunk").encode([long])[0]
+    np.testing.assert_allclose(cls, TransformerEmbedder(model, tok, pooling="cls", normalize=False)
+                               .encode(pieces[:1])[0], rtol=1e-6)
 
 
 def test_transformer_embedder_whitening():
@@ -361,3 +364,10 @@ def test_embedder_reprs_name_their_settings():
     X = np.random.default_rng(0).standard_normal((40, 16))
     w = Whitening().fit(X, k=4)
     assert "whitening=k=4" in repr(TransformerEmbedder(model, tok, pooling="cls", whitening=w))
+
+
+def test_weighted_first_last_averages_the_two_layers_then_weights_tokens():
+    L0, L1, L2 = H, H + 1.0, 2 * H
+    w = torch.tensor([[1.0, 2.0, 3.0], [0.5, 1.0, 9.0]])
+    torch.testing.assert_close(pooling.pool("first_last", L2, [L0, L1, L2], M, weights=w),
+                               pooling.weighted_mean((L1 + L2) / 2, M, w))

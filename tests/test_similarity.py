@@ -151,3 +151,9 @@ def test_one_hot_product_is_embedding_lookup_for_many_ids():
     ids = torch.randint(0, 1000, (64,))
     with torch.no_grad():
         assert torch.equal(one_hot(ids, 1000) @ emb.weight, emb(ids))
+
+
+def test_topk_of_every_key_is_a_full_stable_sort():
+    keys = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [-1.0, 0.0]])
+    s, i = topk(np.array([[1.0, 0.0]]), keys, k=4, metric="dot")
+    assert i.tolist() == [[0, 2, 1, 3]] and s.tolist() == [[1.0, 1.0, 0.0, -1.0]]   # the tie goes to the lower id

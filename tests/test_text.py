@@ -168,3 +168,8 @@ def test_vocab_iterates_decodes_and_gives_frequencies():
     assert repr(v) == "Vocab(3 words: the, cat, sat)"
     big = Vocab([f"w{i}" for i in range(7)], [7 - i for i in range(7)])
     assert repr(big) == "Vocab(7 words: w0, w1, w2, w3, w4, ...)"
+
+
+def test_vocab_build_max_size_keeps_the_most_frequent():
+    v = Vocab.build([["b", "a", "b", "c", "b", "a"]], min_count=1, max_size=2)
+    assert list(v) == ["b", "a"] and v.counts.tolist() == [3, 2]

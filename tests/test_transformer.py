@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from minilib import train as minilib_train
 from minilib import transformer as tr
 from minilib.transformer import (
-    Block, CausalLM, MaskedLM, MultiHeadAttention, Transformer, TransformerConfig, attention, causal_mask,
+    CausalLM, MaskedLM, MultiHeadAttention, Transformer, TransformerConfig, attention, causal_mask,
     mean_pool, merge_heads, parameter_count, split_heads,
 )
 
