@@ -280,7 +280,7 @@ def bootstrap(values=None, statistic: Callable | None = None, *, idx: np.ndarray
         raise ValueError("give per-item values, or a statistic of an index array together with n")
     if idx is None:
         idx = bootstrap_indices(n, n_boot, seed)
-    elif idx.ndim != 2 or idx.shape[1] != n:
+    elif (idx := np.asarray(idx)).ndim != 2 or idx.shape[1] != n:
         raise ValueError(f"idx must be (n_boot, {n}), got {idx.shape}")
     if values is not None and statistic is None:
         return v[idx].mean(axis=1)

@@ -79,6 +79,8 @@ def _category_class(first_letter: str) -> str:
 def _pattern(engine: str = "auto"):
     """The compiled GPT-2 pattern: with the `regex` module if it is installed (it knows \\p{L}),
     else an equivalent `re` pattern whose letter/number classes come from unicodedata (0.2 s)."""
+    if engine not in ("auto", "regex", "re"):
+        raise ValueError(f"unknown engine {engine!r}: use 'auto' (regex if installed, else re), 'regex' or 're'")
     if engine in ("auto", "regex"):
         try:
             import regex
@@ -86,7 +88,8 @@ def _pattern(engine: str = "auto"):
             return regex.compile(GPT2_PATTERN)
         except ImportError:
             if engine == "regex":
-                raise
+                raise ImportError("engine='regex' needs the regex package: pip install regex, "
+                                  "or use engine='re' (the same chunks, a little slower)") from None
     import re
 
     L, N = _category_class("L"), _category_class("N")

@@ -206,7 +206,8 @@ def lsa(X, k: int, n_iter: int = 7, seed: int = 0) -> tuple[np.ndarray, np.ndarr
     """
     X = sp.csr_matrix(X, dtype=np.float64)
     if X.nnz == 0:
-        raise ValueError("lsa got an empty term-document matrix")
+        raise ValueError("lsa got an empty term-document matrix (no counted word in any document): build it with "
+                         "term_document(docs_ids, vocab_size) from documents encoded with the same vocabulary")
     n_docs = X.shape[1]
     df = np.asarray((X > 0).sum(axis=1)).ravel()
     idf = np.log(n_docs / np.maximum(df, 1))

@@ -311,7 +311,10 @@ def _unpack_deb_member(deb: Path, member: str, dest: Path) -> None:
         body = raw[pos + 60:pos + 60 + size]
         if name.startswith("data.tar"):
             with tarfile.open(fileobj=io.BytesIO(body)) as tar:
-                f = tar.extractfile(member)
+                try:
+                    f = tar.extractfile(member)
+                except KeyError:  # tarfile raises KeyError for a name the archive does not hold
+                    f = None
                 if f is None:
                     raise MissingSourceError(f"{member} not found in {deb}")
                 _atomic_write(dest, lambda tmp: tmp.write_bytes(f.read()))

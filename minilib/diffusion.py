@@ -155,7 +155,8 @@ def q_step(x_prev: torch.Tensor, t, noise: torch.Tensor, schedule: Schedule) -> 
     the closed form the tests check. Defined in chapter 15.
     """
     if noise.shape != x_prev.shape:
-        raise ValueError(f"noise has shape {tuple(noise.shape)} but x has {tuple(x_prev.shape)}")
+        raise ValueError(f"noise has shape {tuple(noise.shape)} but x has {tuple(x_prev.shape)}: "
+                         "draw it with torch.randn_like(x)")
     t = _check_t(t, x_prev, schedule)
     beta = _gather(schedule.betas, t, x_prev)
     return (1 - beta).sqrt() * x_prev + beta.sqrt() * noise

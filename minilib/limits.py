@@ -570,7 +570,9 @@ def limit_dataset(n_core: int = 46, n_distractors: int = 1000, attributes_per_do
                          f"{len(ATTRIBUTES)} for distractors that like {per_doc} each: use n_core <= {largest} "
                          "or fewer attributes_per_doc")
     if pool_size < 0:
-        raise ValueError(f"n_core={n_core} needs {n_pairs} distinct things but ATTRIBUTES has {len(ATTRIBUTES)}")
+        largest = max(k for k in range(2, 200) if k * (k - 1) // 2 <= len(ATTRIBUTES))
+        raise ValueError(f"n_core={n_core} needs {n_pairs} distinct things but ATTRIBUTES has {len(ATTRIBUTES)}: "
+                         f"use n_core <= {largest}")
     rng = np.random.default_rng(seed)
     things = [ATTRIBUTES[i] for i in rng.permutation(len(ATTRIBUTES))]
     query_things, pool = things[:n_pairs], things[n_pairs:]

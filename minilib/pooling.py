@@ -368,9 +368,12 @@ class WordVectorEmbedder:
                                  "collections.Counter(token for doc in docs for token in doc), or vocab.counts "
                                  "aligned with words")
             if isinstance(counts, Mapping):
-                total = float(sum(counts.values()))
-                if total <= 0:
-                    raise ValueError("counts must hold positive counts")
+                values = np.array(list(counts.values()), dtype=np.float64)
+                if (values < 0).any() or not np.isfinite(values).all() or values.sum() <= 0:
+                    bad = next((w for w, c in counts.items() if not 0 <= c < np.inf), None)
+                    raise ValueError("counts must be non-negative word counts with a positive total"
+                                     + (f"; got {counts[bad]!r} for {bad!r}" if bad is not None else ""))
+                total = float(values.sum())
                 p = np.array([counts.get(w, 0) for w in words], dtype=np.float64) / total
                 self.weights = self.a / (self.a + p)
             else:

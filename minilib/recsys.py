@@ -428,7 +428,7 @@ class FeatureEmbedding(nn.Module):
         self.kind, self.vocab_sizes = kind, [int(v) for v in vocab_sizes]
         if not self.vocab_sizes or min(self.vocab_sizes) < 1:
             raise ValueError("vocab_sizes must list at least one feature, each with >= 1 value")
-        if kind != "full" and (n_rows is None or n_rows < len(self.vocab_sizes)):
+        if kind in ("hashed", "multiplexed") and (n_rows is None or n_rows < len(self.vocab_sizes)):
             raise ValueError(f"kind={kind!r} needs n_rows >= the number of features ({len(self.vocab_sizes)})")
         g = torch.Generator().manual_seed(seed)
         if kind == "full":

@@ -150,8 +150,9 @@ class Batches:
         n = tensors[0].shape[0] if tensors[0].dim() else 0
         if n == 0:
             raise ValueError("Batches got no rows: the data is empty (check the corpus and the block size)")
-        if any(t.shape[0] != n for t in tensors):
-            raise ValueError(f"all tensors need the same number of rows, got {[t.shape[0] for t in tensors]}")
+        rows = [t.shape[0] if t.dim() else 0 for t in tensors]  # a 0-d tensor has no rows
+        if any(r != n for r in rows):
+            raise ValueError(f"all tensors need the same number of rows, got {rows}")
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size} must be at least 1")
         self.data, self.batch_size, self.seed, self.n_rows = data, int(batch_size), int(seed), n

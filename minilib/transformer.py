@@ -244,6 +244,9 @@ class MultiHeadAttention(nn.Module):
         super().__init__()
         if d_model % n_heads:
             raise ValueError(f"d_model={d_model} is not a multiple of n_heads={n_heads}")
+        if n_kv_heads is not None and (isinstance(n_kv_heads, bool) or not isinstance(n_kv_heads, int) or n_kv_heads < 1):
+            raise ValueError(f"n_kv_heads must be a positive int (or None: one key/value head per query head), "
+                             f"got {n_kv_heads!r}")
         n_kv = n_kv_heads or n_heads
         if n_heads % n_kv:
             raise ValueError(f"n_kv_heads={n_kv} must divide n_heads={n_heads}")
@@ -388,7 +391,7 @@ class Transformer(nn.Module):
             raise ValueError(f"ids must be a (batch, seq) tensor of token ids, got {shape}; "
                              "for one sequence use ids[None]")
         if ids.dtype not in (torch.long, torch.int):
-            raise TypeError(f"ids must be integer token ids, got {ids.dtype}")
+            raise TypeError(f"ids must be integer token ids (torch.long or torch.int), got {ids.dtype}: use ids.long()")
         if ids.shape[1] == 0:
             raise ValueError("ids has no positions (seq length 0): give at least one token")
         if ids.shape[1] > c.max_len:
@@ -665,7 +668,8 @@ def _halves_to_pairs(t: torch.Tensor, heads: int) -> torch.Tensor:
     "rotate half" layout reordered into interleaved pairs."""
     dh = t.shape[0] // heads
     if dh * heads != t.shape[0] or dh % 2:
-        raise ValueError(f"a tensor of {t.shape[0]} rows does not split into {heads} heads of even size")
+        raise ValueError(f"a tensor of {t.shape[0]} rows does not split into {heads} heads of even size: build the "
+                         "name map from the checkpoint's own config (its n_heads and n_kv_heads)")
     half = torch.arange(dh // 2)
     order = torch.stack([half, half + dh // 2], dim=1).flatten()  # (dh,)
     return t.unflatten(0, (heads, dh))[:, order].flatten(0, 1)

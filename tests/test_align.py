@@ -89,3 +89,25 @@ def test_loaders(tmp_path):
         align.load_pairs(tmp_path / "missing.txt")
     with pytest.raises(ValueError, match="none of the 1 pairs"):
         align.pair_matrices(V, words, V, words, [("x", "y")])
+
+
+def test_split_fit_and_translate_errors_name_the_fix():
+    pairs = [("a", "x"), ("a", "y"), ("b", "z")]
+    with pytest.raises(ValueError, match="test_fraction must be between 0 and 1, got 1.0"):
+        align.split_pairs(pairs, test_fraction=1.0)
+    with pytest.raises(ValueError, match="need pairs with at least 2 distinct source words to split, got 1"):
+        align.split_pairs(pairs[:2])
+    with pytest.raises(ValueError, match=r"X and Y must be matrices \(n, dim\), got shapes \(3,\) and \(3, 3\)"):
+        align.procrustes(np.ones(3), np.ones((3, 3)))
+    with pytest.raises(ValueError, match="X and Y are empty: give at least one pair"):
+        align.least_squares_map(np.zeros((0, 3)), np.zeros((0, 2)))
+    T = np.random.default_rng(0).standard_normal((5, 4))
+    with pytest.raises(ValueError, match=r"queries have shape \(2, 3\) but target vectors \(5, 4\): dimensions must match"):
+        align.translate(np.ones((2, 3)), T)
+    for k in (0, 6):
+        with pytest.raises(ValueError, match=f"k must be between 1 and the 5 target words, got {k}"):
+            align.translate(T[:2], T, k=k)
+    with pytest.raises(ValueError, match="method must be 'nn' or 'csls', got 'knn'"):
+        align.translate(T[:2], T, k=1, method="knn")
+    with pytest.raises(ValueError, match="none of the 2 pairs has both words in the two vocabularies"):
+        align.translation_accuracy(np.eye(4), T[:2], ["a", "b"], T, list("vwxyz"), [("a", "q"), ("c", "v")])

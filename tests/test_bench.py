@@ -449,6 +449,14 @@ def test_tfidf_embedder_repr_tells_whether_it_is_fitted():
     assert repr(emb.fit(["the cat", "the dog"])) == "TfidfEmbedder(min_df=1, 3 words)"
 
 
+def test_bootstrap_takes_pre_drawn_resamples_as_any_array():
+    v = np.arange(5.0)
+    idx = bench.bootstrap_indices(5, 20, seed=0)
+    np.testing.assert_array_equal(bench.bootstrap(v, idx=idx.tolist()), bench.bootstrap(v, idx=idx))
+    with pytest.raises(ValueError, match=r"idx must be \(n_boot, 5\), got \(20, 4\)"):
+        bench.bootstrap(v, idx=idx[:, :4].tolist())
+
+
 def test_bootstrap_ci_of_a_statistic_of_indices():
     x = np.random.default_rng(0).standard_normal(200)
     y = 2 * x + np.random.default_rng(1).standard_normal(200)
@@ -457,3 +465,139 @@ def test_bootstrap_ci_of_a_statistic_of_indices():
     assert lo < corr(np.arange(200)) < hi and 0.8 < lo and hi < 0.95
     with pytest.raises(ValueError, match="statistic of an index array together with n"):
         bench.bootstrap_ci(statistic=corr)
+
+
+# --- bad input: every error names the fix ------------------------------------------------------------
+
+
+def test_metric_errors_name_the_fix():
+    with pytest.raises(ValueError, match=r"x must be a 1-D sequence of numbers, got shape \(2, 2\)"):
+        bench.spearman([[1, 2], [3, 4]], [1, 2])
+    with pytest.raises(ValueError, match="at least 2 pairs, got 1"):
+        bench.spearman([1.0], [2.0])
+    S, R = np.zeros((2, 3)), np.eye(2, 3)
+    with pytest.raises(ValueError, match="NaN or infinite values: check the embeddings"):
+        bench.ndcg_at_k(np.where(R > 0, np.nan, S), R)
+    with pytest.raises(ValueError, match=r"finite and >= 0 \(0 = not relevant\)"):
+        bench.recall_at_k(S, R - np.eye(2, 3, k=1))                 # a grade of -1
+    with pytest.raises(ValueError, match=r"finite and >= 0"):
+        bench.mrr_at_k(S, np.where(R > 0, R, np.nan))
+    with pytest.raises(ValueError, match="k must be at least 1, got 0"):
+        bench.ndcg_at_k(S, R, k=0)
+    with pytest.raises(ValueError, match="a clustering of zero items has no score"):
+        bench.v_measure([], [])
+    with pytest.raises(ValueError, match=r"non-empty 1-D arrays of equal length, got \(0,\) and \(0,\)"):
+        bench.accuracy([], [])
+    with pytest.raises(ValueError, match=r"equal length, got \(3,\) and \(2,\)"):
+        bench.macro_f1(["a", "b", "a"], ["a", "b"])
+
+
+def test_resampling_errors_name_the_fix():
+    with pytest.raises(ValueError, match="cannot resample 0 items: a task needs at least one"):
+        bench.bootstrap_indices(0)
+    with pytest.raises(ValueError, match="n_boot must be at least 1, got 0"):
+        bench.bootstrap_indices(5, n_boot=0)
+    with pytest.raises(ValueError, match=r"per-item numbers \(n,\), got shape \(2, 3\)"):
+        bench.bootstrap(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="statistic of an index array together with n"):
+        bench.bootstrap(statistic=lambda i: float(len(i)))           # n missing
+    with pytest.raises(ValueError, match=r"idx must be \(n_boot, 3\), got \(4, 2\)"):
+        bench.bootstrap([1.0, 2.0, 3.0], idx=np.zeros((4, 2), dtype=int))
+    for alpha in (0.0, 1.0):
+        with pytest.raises(ValueError, match=r"alpha must be in \(0, 1\)"):
+            bench.percentile_interval([0.1, 0.2, 0.3], alpha=alpha)
+    with pytest.raises(ValueError, match="no items to compare"):
+        bench.paired_test([], [])
+    with pytest.raises(ValueError, match=r"same resamples: got shapes \(5,\) and \(4,\)"):
+        bench.paired_bootstrap_test(np.zeros(5), np.zeros(4), 0.5, 0.5)
+
+
+def test_a_model_returning_no_array_is_named():
+    class Lists:
+        def encode(self, texts):
+            return [[1.0, 2.0] for _ in texts]
+
+    with pytest.raises(bench.EmbeddingError, match=r"model 'listy' \(encode\(\[\]\)\) returned list, not an array"):
+        bench.CheckedModel(Lists(), "listy")
+
+
+def test_sts_task_errors_name_the_fix():
+    with pytest.raises(ValueError, match="pairs: texts_a, texts_b and gold need one entry per pair, got 3, 2 and 3"):
+        bench.STSTask("pairs", ["a", "b", "c"], ["d", "e"], [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="pairs: a correlation needs at least 3 pairs, got 2"):
+        bench.STSTask("pairs", ["a", "b"], ["c", "d"], [1.0, 2.0])
+    names = ["a", "b", "c"]
+    with pytest.raises(ValueError, match=r"docs: gold must be \(3, 3\) for 3 texts, got \(2, 2\)"):
+        bench.MatrixSTSTask("docs", names, np.eye(2))
+    G = np.ones((3, 3))
+    G[0, 1] = G[1, 0] = np.nan
+    with pytest.raises(ValueError, match="docs: gold holds NaN or infinite values"):
+        bench.MatrixSTSTask("docs", names, G)
+    with pytest.raises(ValueError, match="docs: needs at least 3 texts, got 2"):
+        bench.MatrixSTSTask("docs", names[:2], np.eye(2))
+
+
+def test_retrieval_task_errors_name_the_fix():
+    from collections.abc import Mapping
+
+    class Pairs(Mapping):
+        """A mapping read from (id, text) records, which may repeat an id."""
+
+        def __init__(self, pairs):
+            self.pairs = pairs
+
+        def __getitem__(self, key):
+            return next(t for k, t in self.pairs if k == key)
+
+        def __iter__(self):
+            return (k for k, _ in self.pairs)
+
+        def __len__(self):
+            return len(self.pairs)
+
+    docs = Pairs([("d1", "first body"), ("d1", "second body")])
+    with pytest.raises(ValueError, match="dup: query and document ids must be unique"):
+        bench.RetrievalTask("dup", {"q1": "a question"}, docs, {"q1": {"d1": 1}})
+
+
+def test_classification_and_clustering_task_errors_name_the_fix():
+    texts, labels = labelled(10, ("a", "b"))
+    with pytest.raises(ValueError, match=r"one: needs at least 2 classes, got \['x'\]"):
+        bench.ClassificationTask("one", *labelled(6, ("x",)))
+    with pytest.raises(ValueError, match=r"one: needs at least 2 classes"):
+        bench.ClusteringTask("one", *labelled(6, ("x",)))
+    for C in (0.0, -1.0, [], [1.0, -0.5]):
+        with pytest.raises(ValueError, match="cls: C must be a positive number or a non-empty list of them"):
+            bench.ClassificationTask("cls", texts, labels, C=C)
+    with pytest.raises(ValueError, match="cls: choosing C needs inner_folds >= 2.*pass a single C or add texts"):
+        bench.ClassificationTask("cls", texts, labels, inner_folds=1)
+    few_texts, few_labels = labelled(3, ("a", "b"))                  # 2 per class in each training part
+    with pytest.raises(ValueError, match="choosing C needs inner_folds >= 2"):
+        bench.ClassificationTask("cls", few_texts, few_labels, n_folds=3)
+    assert bench.ClassificationTask("cls", few_texts, few_labels, n_folds=3, C=1.0).Cs == (1.0,)  # a single C is fine
+    with pytest.raises(ValueError, match="clu: give at least one k-means seed"):
+        bench.ClusteringTask("clu", texts, labels, seeds=())
+
+
+def test_tfidf_and_evaluate_errors_name_the_fix():
+    for min_df in (0, 1.5):
+        with pytest.raises(ValueError, match=r"min_df must be a positive integer \(a number of texts\)"):
+            bench.TfidfEmbedder(min_df=min_df)
+    with pytest.raises(ValueError, match="fit needs at least one text"):
+        bench.TfidfEmbedder().fit([])
+    texts, labels = labelled(4, ("a", "b"))
+    task = bench.ClusteringTask("clu", texts, labels, seeds=(0,), n_boot=10)
+    with pytest.raises(ValueError, match=r"give at least one model: \{name: model\}"):
+        bench.evaluate({}, [task], progress=False)
+    with pytest.raises(ValueError, match="give at least one task"):
+        bench.evaluate({"random": RandomModel()}, [], progress=False)
+
+
+def test_bbc_articles_rejects_a_bad_sample_size(monkeypatch):
+    # a stand-in for the 2,225 BBC files: 12 distinct articles, "headline\nbody"
+    fake = tuple(f"Headline {i}\nBody of article {i}." for i in range(12)), tuple("ab"[i % 2] for i in range(12))
+    monkeypatch.setattr(bench, "_bbc_news", lambda: fake)
+    assert len(bench.bbc_articles(n=10)[0]) == 10
+    for n in (5, 13):
+        with pytest.raises(ValueError, match=rf"n must be between 10 and 12 \(the distinct articles\), got {n}"):
+            bench.bbc_articles(n=n)

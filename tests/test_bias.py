@@ -115,3 +115,31 @@ def test_hard_debias_and_residual_bias():
     assert r["before"]["kmeans"] >= r["after"]["kmeans"] - 1e-9
     with pytest.raises(ValueError, match=r"94 words but vectors has shape \(5, 12\)"):
         bias.residual_bias(M, D[:5], words, g)
+
+
+def test_shape_and_vocabulary_errors_name_the_fix():
+    words, M = planted_space()
+    g = bias.bias_direction(M, words)
+    with pytest.raises(ValueError, match=r"dimensions differ: W \(2, 3\), A \(1, 4\), B \(1, 3\); all need the same"):
+        bias.association(np.ones((2, 3)), np.ones((1, 4)), np.ones((1, 3)))
+    with pytest.raises(ValueError, match="attribute sets A and B must each hold at least one vector"):
+        bias.association(np.ones((2, 3)), np.zeros((0, 3)), np.ones((1, 3)))
+    with pytest.raises(ValueError, match=r"none of the pairs \[\('zz', 'yy'\)\]\.\.\. has both words in the vocabulary"):
+        bias.bias_direction(M, words, pairs=[("zz", "yy")])
+    with pytest.raises(ValueError, match=r"vectors have shape \(94, 12\) but direction has shape \(3,\)"):
+        bias.project(M, g[:3])
+    with pytest.raises(ValueError, match=r"shapes differ: va \(12,\), vb \(5,\), direction \(12,\)"):
+        bias.equalize(M[0], M[1, :5], g)
+    with pytest.raises(ValueError, match=r"direction has shape \(3,\) but vectors have shape \(94, 12\)"):
+        bias.hard_debias(M, words, direction=g[:3])
+
+
+def test_residual_bias_errors_name_the_fix():
+    words, M = planted_space()
+    g = bias.bias_direction(M, words)
+    D = bias.hard_debias(M, words, g)
+    with pytest.raises(ValueError, match=r"original \(94, 12\) and debiased \(94, 5\) must have the same shape"):
+        bias.residual_bias(M, D[:, :5], words, g)
+    # Only the 60 "neutral.." words are alphabetic and not gender-specific.
+    with pytest.raises(ValueError, match="only 60 candidate words for 2 \\* n = 62: lower n or raise restrict"):
+        bias.residual_bias(M, D, words, g, n=31)

@@ -397,3 +397,77 @@ def test_len_and_repr_count_the_vocabulary():
     wp = WordPiece(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "play", "##ing"])
     assert len(wp) == wp.vocab_size == 7
     assert repr(wp) == "WordPiece(vocab_size=7, lowercase=True)"
+
+
+def test_bpe_errors_name_the_fix(tmp_path, monkeypatch):
+    import sys
+
+    from minilib import bpe as bpe_mod
+
+    with pytest.raises(TypeError, match="pretokenize expects a str, got bytes"):
+        pretokenize(b"bytes")
+    with pytest.raises(ValueError, match="distinct non-empty strings"):
+        ByteBPE([], special_tokens=("<pad>", "<pad>"))
+    with pytest.raises(ValueError, match="distinct non-empty strings"):
+        ByteBPE([], special_tokens=("<pad>", ""))
+    with pytest.raises(ValueError, match="produces the special token 'ab'"):
+        ByteBPE([("a", "b")], special_tokens=("<pad>", "ab"))
+    with pytest.raises(ValueError, match="min_frequency must be >= 1, got 0"):
+        ByteBPE.train(HUGS, 300, min_frequency=0)
+    with pytest.raises(TypeError, match="texts as str, got bytes"):
+        ByteBPE.train(["ok", b"raw bytes"], 300)
+    tok = ByteBPE.train(HUGS, vocab_size=267, min_frequency=1)
+    with pytest.raises(TypeError, match="encode expects a str, got list"):
+        tok.encode(["hug"])
+    pad_only = ByteBPE([], special_tokens=("<pad>",))
+    for flag in ("bos", "eos"):
+        with pytest.raises(ValueError, match=f"{flag}=True needs a '<{flag}>' special token"):
+            pad_only.encode_batch(["hug"], **{flag: True})
+    with pytest.raises(ValueError, match="padding needs a '<pad>' special token"):
+        ByteBPE([], special_tokens=("<eos>",)).encode_batch(["hug"])
+    # a saved file whose vocabulary does not follow from its merges
+    p = tmp_path / "bpe.json"
+    tok.save(p)
+    payload = json.loads(p.read_text(encoding="utf-8"))
+    payload["vocab"][-1] = "tampered"
+    p.write_text(json.dumps(payload), encoding="utf-8")
+    with pytest.raises(ValueError, match="does not follow from its merges; the file is corrupt"):
+        ByteBPE.load(p)
+    # engine="regex" without the regex module: the ImportError is not swallowed
+    monkeypatch.setitem(sys.modules, "regex", None)
+    bpe_mod._pattern.cache_clear()
+    try:
+        with pytest.raises(ImportError, match="needs the regex package: pip install regex, or use engine='re'"):
+            pretokenize("hug", engine="regex")
+        assert pretokenize("hug it", engine="auto") == ["hug", " it"]    # auto falls back to re
+    finally:
+        bpe_mod._pattern.cache_clear()
+    with pytest.raises(ValueError, match="unknown engine 'bogus'"):
+        pretokenize("hug", engine="bogus")
+
+
+def test_wordpiece_errors_name_the_fix(tmp_path):
+    with pytest.raises(ValueError, match="entries must be unique"):
+        WordPiece(["[UNK]", "hello", "hello"])
+    (tmp_path / "vocab.txt").write_text("\n\n")
+    with pytest.raises(ValueError, match="is empty: a vocab.txt has one token per line"):
+        WordPiece.from_vocab(tmp_path)
+    wp = WordPiece(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "hello"])
+    for bad in (5, -1, True, "2"):
+        with pytest.raises(ValueError, match="ids run from 0 to 4"):
+            wp.id_to_token(bad)
+    with pytest.raises(ValueError, match="ids run from 0 to 4"):
+        wp.decode([0, 9])
+    with pytest.raises(TypeError, match="tokenize expects a str, got NoneType"):
+        wp.tokenize(None)
+    with pytest.raises(TypeError, match="one str: wrap it in a list"):
+        wp.encode_batch("hello")
+    for bad in (1, 2.5, True):
+        with pytest.raises(ValueError, match=r"max_len must be an int >= 2 \(room for \[CLS\] and \[SEP\]\)"):
+            wp.encode_batch(["hello"], max_len=bad)
+    no_specials = WordPiece(["[UNK]", "hello"])
+    with pytest.raises(ValueError, match="no \\[CLS\\]/\\[SEP\\]: call encode\\(text, add_special_tokens=False\\)"):
+        no_specials.encode("hello")
+    assert no_specials.encode("hello", add_special_tokens=False) == [1]
+    with pytest.raises(ValueError, match="no \\[PAD\\] token to pad with"):
+        WordPiece(["[UNK]", "[CLS]", "[SEP]", "hello"]).encode_batch(["hello"])

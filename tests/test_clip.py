@@ -363,3 +363,48 @@ def test_caption_tokenizer_cuts_or_refuses_long_captions():
     assert mask.tolist() == [[1, 1, 1, 1], [1, 1, 1, 0]]
     with pytest.raises(ValueError, match="longer than max_len=4"):
         tok.encode_batch(["a red circle left of a blue square"], max_len=4, truncate=False)
+
+
+def test_clip_errors_name_the_fix():
+    with pytest.raises(ValueError, match=r"hard_negative_emb must be \(M, 8\), got \(3, 6\)"):
+        clip.clip_loss(torch.randn(4, 8), torch.randn(4, 8), torch.tensor(1.0), torch.randn(3, 6))
+    with pytest.raises(ValueError, match="needs at least one word"):
+        clip.CaptionTokenizer([clip.CaptionTokenizer.PAD, clip.CaptionTokenizer.CLS])
+    tok = clip.CaptionTokenizer.from_texts(["a red circle"])
+    with pytest.raises(TypeError, match="one str: wrap it in a list"):
+        tok.encode_batch("a red circle")
+    with pytest.raises(ValueError, match="encode_batch got no texts"):
+        tok.encode_batch([])
+    with pytest.raises(ValueError, match=r"image_size=20 must be a multiple of 8 \(three 2x2 poolings\)"):
+        clip.ImageCNN(20)
+    model = _tiny()
+    with pytest.raises(ValueError, match="the towers must output the same dim, got image 16 and text 8"):
+        clip.CLIP(model.image_tower, clip.TextTower(model.tokenizer.vocab_size, 16, 1, 2, 8), model.tokenizer)
+    with pytest.raises(ValueError, match="encode_text got no texts"):
+        model.encode_text([])
+    ids = torch.ones(2, 20, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"same \(B, T\) shape, got \(2, 20\) and \(2, 19\)"):
+        model.text_tower.tokens(ids, torch.ones(2, 19, dtype=torch.long))
+    with pytest.raises(ValueError, match="captions of 20 tokens exceed the text tower's max_len=16"):
+        model.text_tower(ids, torch.ones_like(ids))
+    with pytest.raises(ValueError, match="tower must be 'vit' or 'cnn', got 'rnn'"):
+        clip.shapes_model(tower="rnn")
+    with pytest.raises(ValueError, match="text_position must be 'learned' or 'sinusoidal', got 'rope'"):
+        clip.shapes_clip(text_position="rope")
+
+
+def test_training_and_evaluation_refuse_mismatched_data():
+    data = shapes.make_dataset(8, seed=0, size=16, n_objects=2)
+    with pytest.raises(ValueError, match="8 images but 7 captions"):
+        clip.train_clip(_tiny(), (data.images, data.captions[:7]), steps=1, batch_size=4, lr=1e-3, device="cpu",
+                        progress=False)
+    with pytest.raises(ValueError, match="hard_negatives=True needs a ShapesData with two-object scenes"):
+        clip.train_clip(_tiny(), (data.images, data.captions), steps=1, batch_size=4, lr=1e-3, device="cpu",
+                        progress=False, hard_negatives=True)
+    captions = ["a", "b", "c", "a"]
+    oracle = _Oracle(captions)
+    images = torch.zeros(4, 1, 2, 2)
+    with pytest.raises(ValueError, match="4 images but 3 labels"):
+        clip.zero_shot_accuracy(oracle, images, [0, 1, 2], ["a", "b", "c"], template="{}")
+    with pytest.raises(ValueError, match="4 images but 3 captions"):
+        clip.retrieval_recall(oracle, images, captions[:3])

@@ -458,3 +458,55 @@ def test_nan_weights_are_reported_not_propagated(tok):
 def test_bi_encoder_dim_is_the_encoder_width(tok):
     bi = C.BiEncoder(tiny_encoder(tok), tok)
     assert bi.dim == 16 == bi.encode(["the cat"]).shape[1]
+
+
+# --- bad input: every error names the fix ----------------------------------------------------------
+
+
+def test_helpers_refuse_bad_arguments():
+    x = torch.randn(4, 3)
+    with pytest.raises(ValueError, match="alpha must be > 0, got 0"):
+        C.alignment(x, x, alpha=0)
+    with pytest.raises(ValueError, match="t must be > 0, got -1"):
+        C.uniformity(x, t=-1)
+    with pytest.raises(ValueError, match="need 0 <= min_chars <= max_chars, got 50 and 10"):
+        C.split_sentences("Some text here.", min_chars=50, max_chars=10)
+    with pytest.raises(ValueError, match=r"same \(\.\.\., T\) shape, got \(2, 5\) and \(2, 4\)"):
+        C.trim(torch.ones(2, 5, dtype=torch.long), torch.ones(2, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"same \(\.\.\., T\) shape, got \(5,\) and \(5,\)"):
+        C.trim(torch.ones(5, dtype=torch.long), torch.ones(5, dtype=torch.long))
+
+
+def test_encoders_refuse_bad_tokenizers_and_models(tok):
+    enc = tiny_encoder(tok)
+    with pytest.raises(TypeError, match=r"encode_batch\(texts, max_len=\.\.\., truncate=True\)"):
+        C.BiEncoder(enc, tokenizer=object())
+    with pytest.raises(TypeError, match=r"got MaskedLM \(for a MaskedLM pass model.encoder\)"):
+        C.CrossEncoder(MaskedLM(enc.config), tok)
+    no_sep = ByteBPE([], special_tokens=("<pad>",))
+    with pytest.raises(ValueError, match=r"needs a separator token to join two texts: \[SEP\] \(WordPiece\) or <eos>"):
+        C.CrossEncoder(enc, no_sep)
+    with pytest.raises(ValueError, match="needs a separator token"):
+        C.tokenize_pairs(no_sep, ["a"], ["b"], 16)
+    bi = C.BiEncoder(enc, tok)
+    with pytest.raises(ValueError, match="same number of candidates"):
+        bi.score_candidates(TEXTS[:2], [TEXTS[2:5], TEXTS[5:7]])
+    with pytest.raises(ValueError, match="same number of candidates"):
+        C.CrossEncoder(enc, tok).score_candidates(TEXTS[:2], [TEXTS[2:5], TEXTS[5:7]])
+
+
+def test_distillation_and_monitor_refuse_bad_arguments(tok):
+    t = torch.tensor([[2.0, 0.5, -1.0], [0.0, 1.0, 3.0]])
+    for kw in (dict(student_temperature=0.0), dict(teacher_temperature=-1.0)):
+        with pytest.raises(ValueError, match="temperatures must be > 0"):
+            C.distill_loss(t, t, **kw)
+    with pytest.raises(ValueError, match="contrastive_weight must be >= 0, got -0.5"):
+        C.distillation_loss(contrastive_weight=-0.5)
+    bi = C.BiEncoder(tiny_encoder(tok, dropout=0.0), tok)
+    q = C.tokenize_texts(tok, TEXTS[:2], 32)
+    with pytest.raises(ValueError, match=r"expects batches \(q_ids, q_mask, c_ids, c_mask, teacher_scores\)"):
+        C.distillation_loss()(bi, q)
+    with pytest.raises(ValueError, match="must be paired: 3 and 2 texts"):
+        C.AlignUniform(tok, TEXTS[:3], TEXTS[3:5])
+    with pytest.raises(ValueError, match="returns must be 'alignment' or 'uniformity', got 'loss'"):
+        C.AlignUniform(tok, TEXTS[:2], TEXTS[2:4], returns="loss")

@@ -148,3 +148,19 @@ def test_term_document_and_lsa():
     # Words 0 and 1 occur in the same documents: their LSA vectors point the same way.
     cos = words[0] @ words[1] / np.linalg.norm(words[0]) / np.linalg.norm(words[1])
     assert cos > 0.99
+
+
+def test_flat_ids_shift_iterations_and_empty_lsa_errors_name_the_fix(sparse_matrix):
+    with pytest.raises(TypeError, match="not one flat array: wrap it in a list"):
+        count.cooccurrence(np.array([0, 1, 2]), 3, 2)
+    with pytest.raises(TypeError, match="list of documents \\(id arrays\\)"):
+        count.term_document(np.array([0, 1, 2]), 3)
+    assert count.term_document([np.array([0, 1, 2])], 3).shape == (3, 1)   # the fix works
+    with pytest.raises(ValueError, match=r"shift is the k of log k and must be positive \(1 = no shift\), got 0"):
+        count.ppmi(np.eye(2), shift=0)
+    with pytest.raises(ValueError, match="n_iter and oversample must be >= 0"):
+        count.truncated_svd(sparse_matrix, 2, n_iter=-1)
+    with pytest.raises(ValueError, match="n_iter and oversample must be >= 0"):
+        count.truncated_svd(sparse_matrix, 2, oversample=-5)
+    with pytest.raises(ValueError, match=r"lsa got an empty term-document matrix .*: build it with term_document\(docs_ids, vocab_size\)"):
+        count.lsa(sp.csr_matrix((4, 3)), 1)

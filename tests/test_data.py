@@ -523,3 +523,70 @@ def test_pip_install_no_deps_uses_this_python(monkeypatch, capsys):
     assert data._pip_install_no_deps("fakepkg==1.0") is False
     assert run.calls[0] == [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "fakepkg==1.0"]
     assert "installing fakepkg==1.0 with --no-deps" in capsys.readouterr().out
+
+
+# --- malformed files name the problem ------------------------------------------------------
+
+def test_a_broken_debian_package_download_is_refused(cache, fake_source, monkeypatch, tmp_path):
+    pkg, _, register = fake_source
+    member = "./usr/share/dictd/fake.dict.dz"
+    deb = tmp_path / "fake_1.0_all.deb"
+    register(package=None, deb="dict-fake", deb_url=deb.as_uri(), files={"dict": ("fake.dict.dz", "0" * 64)},
+             extra={"deb_member": member})
+    monkeypatch.setenv("MINILIB_DOWNLOAD", "1")
+    deb.write_bytes(b"<html>a proxy error page</html>")
+    with pytest.raises(ChecksumError, match="fake_1.0_all.deb is not a Debian package"):
+        data.path("fake")
+    _make_deb(deb, "./usr/share/dictd/other.dict.dz", b"payload")
+    with pytest.raises(MissingSourceError, match=r"\./usr/share/dictd/fake\.dict\.dz not found in .*fake_1\.0_all\.deb"):
+        data.path("fake")
+    body = b"2.0\n"  # an ar archive with debian-binary only
+    deb.write_bytes(b"!<arch>\n" + f"{'debian-binary/':<16}{0:<12}{0:<6}{0:<6}{100644:<8}{len(body):<10}`\n".encode()
+                    + body)
+    with pytest.raises(MissingSourceError, match="no data archive in .*fake_1.0_all.deb"):
+        data.path("fake")
+
+
+def test_source_parsers_reject_malformed_files(tmp_path):
+    import pandas as pd
+
+    q = tmp_path / "questions-words.txt"
+    q.write_text("athens greece baghdad iraq\n: capital-common-countries\n")
+    with pytest.raises(ValueError, match="a question before the first ': section' line"):
+        data._read_analogies(q)
+    pd.DataFrame({"index": ["the", "of", "and"]}).to_parquet(tmp_path / "index.parquet")
+    np.save(tmp_path / "emb.npy", np.zeros((2, 50), np.float32))
+    with pytest.raises(ChecksumError, match=r"GloVe shapes do not agree: \(2, 50\) vectors for 3 words"):
+        data._read_glove({"index": tmp_path / "index.parquet", "emb": tmp_path / "emb.npy"})
+
+
+def test_kjv_without_the_bible_program_names_apt_get(monkeypatch, tmp_path):
+    monkeypatch.setattr(data.shutil, "which", lambda exe: None)
+    with pytest.raises(MissingSourceError, match="the `bible` program is missing: sudo apt-get install bible-kjv"):
+        data.kjv_chapters(tmp_path / "bible.data")
+
+
+def test_word_vector_and_pair_readers_name_the_bad_line(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist: pass the path of a word2vec text file"):
+        data.read_word2vec_text(tmp_path / "missing.txt")
+    p = tmp_path / "v.txt"
+    p.write_text("2 3\none 1 2 3\ntwo 1 2\n")
+    with pytest.raises(ValueError, match=r"v\.txt, line 3: expected a word and 3 numbers, got 3 fields"):
+        data.read_word2vec_text(p)
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("one uno\n\ntwo due tre\n")
+    with pytest.raises(ValueError, match=r"pairs\.txt, line 3: expected 'source target', got 'two due tre'"):
+        data.read_translation_pairs(pairs)
+
+
+def test_idx_files_that_disagree_are_refused(tmp_path, monkeypatch):
+    bad = tmp_path / "short-idx1-ubyte"
+    bad.write_bytes(bytes([0, 0, 8, 1]) + (5).to_bytes(4, "big") + b"\x01\x02\x03")  # header says 5 bytes, 3 follow
+    with pytest.raises(ValueError, match=r"header says \(5,\) but the file holds 3 bytes of data"):
+        data.read_idx(bad)
+    _write_idx(tmp_path / "images.gz", np.zeros((3, 2, 2)))
+    _write_idx(tmp_path / "labels.gz", np.zeros(2))
+    monkeypatch.setattr(data, "files", lambda name: {"test_images": tmp_path / "images.gz",
+                                                     "test_labels": tmp_path / "labels.gz"})
+    with pytest.raises(ValueError, match="Fashion-MNIST test: 3 images but 2 labels"):
+        data.fashion_mnist("test")

@@ -413,3 +413,52 @@ def test_timestep_embedding_matches_diffusers_up_to_layout():
     ours, ref = D.timestep_embedding(t, 32), get_timestep_embedding(t, 32, flip_sin_to_cos=False, downscale_freq_shift=0)
     torch.testing.assert_close(ours[:, 0::2], ref[:, :16], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(ours[:, 1::2], ref[:, 16:], atol=1e-5, rtol=1e-5)
+
+
+# ---------------------------------------------------------------------------- more bad input
+def test_schedule_and_forward_step_errors_name_the_fix():
+    with pytest.raises(ValueError, match="betas must be a non-empty 1-D tensor"):
+        D.Schedule(torch.tensor([], dtype=torch.float64))
+    with pytest.raises(ValueError, match="one beta per time step"):
+        D.Schedule([0.1, 0.2])  # a list, not a tensor
+    with pytest.raises(ValueError, match="non-empty 1-D tensor"):
+        D.Schedule(torch.full((2, 2), 0.1, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"T must be an int >= 2 \(the number of noise steps\), got 1"):
+        D.cosine_schedule(1)
+    with pytest.raises(ValueError, match="T must be an int >= 2.*got 10.0"):
+        D.cosine_schedule(10.0)
+    s = D.cosine_schedule(10)
+    with pytest.raises(ValueError, match=r"noise has shape \(1, 3, 4, 4\) but x has \(2, 3, 4, 4\): draw it with torch\.randn_like\(x\)"):
+        D.q_step(torch.zeros(2, 3, 4, 4), 0, torch.zeros(1, 3, 4, 4), s)
+
+
+def test_unet_construction_and_call_errors_name_the_fix():
+    with pytest.raises(ValueError, match="mults must be a non-empty list of positive channel multipliers"):
+        D.UNet(base=8, mults=())
+    with pytest.raises(ValueError, match=r"positive channel multipliers, got \(1, 0\)"):
+        D.UNet(base=8, mults=(1, 0))
+    with pytest.raises(ValueError, match=r"give num_classes \(class ids\) or cond_dim \(vectors\), not both"):
+        D.UNet(base=8, num_classes=3, cond_dim=4)
+    with pytest.raises(ValueError, match="channels 16 must be divisible by heads=3"):
+        _tiny(context_dim=4, heads=3)  # the middle block has base * 2 = 16 channels
+    net = _tiny(context_dim=10)
+    x = torch.randn(2, 3, 8, 8)
+    with pytest.raises(ValueError, match=r"t must hold one time step per image: shape \(2,\), got \(3,\)"):
+        net(x, torch.tensor([1, 2, 3]))
+    with pytest.raises(ValueError, match=r"context_mask must be \(2, 5\), got \(2, 4\)"):
+        net(x, 3, context=torch.randn(2, 5, 10), context_mask=torch.ones(2, 4, dtype=torch.bool))
+
+
+def test_loss_sampler_and_grid_errors_name_the_fix():
+    s = D.linear_schedule(20, beta_end=0.01)
+    net = _tiny()
+    with pytest.raises(ValueError, match=r"x0 must be a non-empty batch of images \(B, C, H, W\), got \(0, 3, 8, 8\)"):
+        D.diffusion_loss(net, torch.zeros(0, 3, 8, 8), s)
+    with pytest.raises(ValueError, match=r"\(B, C, H, W\), got \(3, 8, 8\)"):
+        D.diffusion_loss(net, torch.zeros(3, 8, 8), s)
+    with pytest.raises(ValueError, match=r"noise has shape \(2, 3, 8, 8\) but shape is \(1, 3, 8, 8\)"):
+        D.ddim_sample(net, (1, 3, 8, 8), s, steps=2, noise=torch.zeros(2, 3, 8, 8))
+    with pytest.raises(ValueError, match="noise has shape"):
+        D.ddpm_sample(net, (1, 3, 8, 8), s, steps=2, noise=torch.zeros(1, 3, 4, 4))
+    with pytest.raises(ValueError, match="nrow=0 must be at least 1"):
+        D.image_grid(torch.zeros(2, 3, 2, 2), nrow=0)

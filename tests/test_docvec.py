@@ -165,3 +165,45 @@ def test_reprs_and_fit_transform():
     docs, _ = topical_docs(n_docs=8, length=20)
     m = PVDBOW(**{**CFG, "epochs": 1}, seed=0).fit(docs, progress=False)
     assert repr(m) == f"PVDBOW(8 docs, {len(m.vocab)} words, dim=16, negative=5, epochs=1)"
+
+
+# --- errors name the fix -------------------------------------------------------------------------
+
+
+def test_pvdbow_input_errors_name_the_fix():
+    with pytest.raises(ValueError, match="fit got no documents: pass a list of token lists"):
+        PVDBOW(min_count=1).fit([], progress=False)
+    with pytest.raises(ValueError, match=r"hold 1 in-vocabulary token\(s\): give more text or lower min_count"):
+        PVDBOW(min_count=1).fit([["lonely"]], progress=False)
+    docs, _ = topical_docs(n_docs=4, length=10)
+    m = PVDBOW(**{**CFG, "epochs": 1}, seed=0).fit(docs, progress=False)
+    with pytest.raises(ValueError, match="epochs must be >= 1, got 0"):
+        m.infer([docs[0]], epochs=0)
+    with pytest.raises(TypeError, match=r"docs must be token lists, got a str: use text.tokenize\(doc\)"):
+        m.infer([docs[0], "a raw text among token lists"])
+    with pytest.raises(TypeError, match=r"encode takes a list of texts, got one str: wrap it, encode\(\[text\]\)"):
+        m.encode("one raw text")
+    m.W_out.fill_(float("nan"))  # weights that diverged in training
+    with pytest.raises(FloatingPointError, match=r"NaN/inf vectors: the learning rate is too high .* diverged"):
+        m.infer([docs[0]])
+
+
+def test_lda_argument_errors_name_the_fix():
+    with pytest.raises(ValueError, match=r"digamma must be one of \['exact', 'series'\], got 'fast'"):
+        LDA(2, digamma="fast")
+    with pytest.raises(ValueError, match="max_iter and max_doc_update_iter must be positive integers"):
+        LDA(2, max_iter=0)
+    with pytest.raises(ValueError, match="max_iter and max_doc_update_iter must be positive integers"):
+        LDA(2, max_doc_update_iter=0)
+    with pytest.raises(ValueError, match="alpha and eta must be > 0, got 0.0, 0.5"):
+        LDA(2, alpha=0)
+    with pytest.raises(ValueError, match=r"non-empty \(n_docs, n_words\) count matrix, got shape \(0, 5\)"):
+        LDA(2).fit(np.zeros((0, 5)))
+    with pytest.raises(ValueError, match="X holds NaN or inf: it must be word counts"):
+        LDA(2).fit(np.array([[1.0, np.nan], [2.0, 0.0]]))
+    with pytest.raises(RuntimeError, match=r"LDA is not fitted: call fit\(X\) first"):
+        LDA(2).top_words(["a", "b"])
+    X, _ = lda_corpus(n_docs=6, V=5, k=2, length=10)
+    lda = LDA(2, max_iter=1).fit(X)
+    with pytest.raises(ValueError, match="3 words for 5 columns"):
+        lda.top_words(["a", "b", "c"])

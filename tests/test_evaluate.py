@@ -233,3 +233,37 @@ def test_shared_helpers_label_rows_and_normalise():
     U = unit_rows([[3.0, 4.0], [0.0, 0.0]])
     np.testing.assert_allclose(U, [[0.6, 0.8], [0.0, 0.0]])
     np.testing.assert_allclose(unit_rows([0.0, 2.0]), [0.0, 1.0])
+
+
+def test_vector_and_argument_errors_name_the_fix(random_model):
+    from minilib.evaluate import as_matrix
+
+    words, X = random_model
+    with pytest.raises(ValueError, match=r"vectors must be a \(V, dim\) matrix, got shape \(3,\)"):
+        evaluate.similarity(np.ones(3), ["a", "b", "c"], [("a", "b", 1.0)])
+    with pytest.raises(ValueError, match=r"target vectors must be a \(V, dim\) matrix"):
+        as_matrix(np.ones((2, 3, 4)), ["a", "b"], name="target")
+    with pytest.raises(ValueError, match="vectors is empty: no words to evaluate"):
+        as_matrix(np.zeros((0, 3)), [])
+    with pytest.raises(ValueError, match="restrict_vocab must be >= 1"):
+        evaluate.analogy(X, words, [("w1", "w2", "w3", "w4")], restrict_vocab=0)
+    with pytest.raises(ValueError, match=r"no query words given: pass a list such as \['king', 'paris'\]"):
+        evaluate.nearest_neighbours(X, words, [])
+    with pytest.raises(ValueError, match="k must be >= 1, got 0"):
+        evaluate.nearest_neighbours(X, words, ["w0"], k=0)
+    with pytest.raises(ValueError, match=r"vectors must be a \(V, dim\) matrix, got shape \(300,\)"):
+        evaluate.k_occurrence(X[:, 0], k=3)
+    with pytest.raises(ValueError, match="n_pairs must be >= 1, got 0"):
+        evaluate.anisotropy(X, n_pairs=0)
+    with pytest.raises(ValueError, match=r"V >= 2 rows, got shape \(1, 8\)"):
+        evaluate.all_but_the_top(X[:1])
+    with pytest.raises(ValueError, match=r"V >= 2 rows, got shape \(8,\)"):
+        evaluate.all_but_the_top(X[0])
+
+
+def test_numeracy_probe_errors_name_the_fix(random_model):
+    words, X = random_model
+    with pytest.raises(ValueError, match=r"numbers is empty: pass e\.g\. \{str\(n\): n"):
+        evaluate.numeracy_probe(X, words, {})
+    with pytest.raises(ValueError, match=r"numbers must have positive values \(the probe predicts log10\(value\)\)"):
+        evaluate.numeracy_probe(X, words, {f"w{i}": i for i in range(10)}, folds=5)   # w0 -> 0

@@ -95,3 +95,10 @@ def test_cbow_is_refused_and_save_load_roundtrip(tmp_path):
         from minilib.word2vec import Word2Vec
 
         Word2Vec.load(tmp_path / "ft")
+
+
+def test_bucket_errors_name_the_fix():
+    with pytest.raises(ValueError, match="bucket must be >= 1, got 0"):
+        ngram_buckets("word", bucket=0)
+    with pytest.raises(ValueError, match="bucket must be >= 1, got -3"):
+        FastText(Vocab(["the", "cat", "sat"], [5, 3, 2]), 8, bucket=-3)

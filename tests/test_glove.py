@@ -70,3 +70,15 @@ def test_bad_input():
         glove.train_glove(sp.csr_matrix((4, 4)), 2, 1, progress=False)
     with pytest.raises(ValueError, match="positive"):
         glove.train_glove(np.eye(3), 0, 1, progress=False)
+
+
+def test_size_shape_and_rate_errors_name_the_fix():
+    with pytest.raises(ValueError, match="vocab_size and dim must be positive, got 0, 3"):
+        glove.GloVe(0, 3)
+    with pytest.raises(ValueError, match="vocab_size and dim must be positive, got 4, 0"):
+        glove.GloVe(4, 0)
+    with pytest.raises(ValueError, match=r"expected a \(V, V\) co-occurrence matrix, got shape \(3,\)"):
+        glove.train_glove(np.ones(3), 2, 1, progress=False)
+    for kw in (dict(lr=0), dict(x_max=-1.0), dict(alpha=0)):
+        with pytest.raises(ValueError, match="lr, x_max and alpha must be positive"):
+            glove.train_glove(np.eye(3), 2, 1, progress=False, **kw)

@@ -289,3 +289,51 @@ def test_lightgcn_errors():
         graph.LightGCN(3, 3, 4, n_layers=-1)
     with pytest.raises(ValueError, match="item ids"):
         graph.normalized_adjacency(3, 3, [0, 1], [0, 5])
+
+
+# --- errors name the fix ------------------------------------------------------------------------
+
+def test_walk_input_errors_name_the_fix():
+    with pytest.raises(ValueError, match=r"empty \(0 x 0\): give a graph with at least one edge"):
+        graph.adjacency(np.zeros((0, 0)))
+    with pytest.raises(ValueError, match=r"same str\(\) label; relabel them \(nx.convert_node_labels_to_integers"):
+        graph.random_walks(nx.Graph([(1, "1"), (1, 2)]), 1, 3)
+    with pytest.raises(ValueError, match=r"start is empty: give at least one start node \(or None"):
+        graph.random_walks(_kite(), 1, 3, start=[])
+    # A directed graph with a dead end: 0 -> 1, and nothing leaves 1.
+    with pytest.raises(ValueError, match=r"reached node 1, which has no outgoing edge; make the graph undirected"):
+        graph.random_walks(nx.DiGraph([(0, 1)]), 1, 3, start=[0])
+
+
+def test_split_and_scoring_errors_name_the_fix():
+    with pytest.raises(ValueError, match="n_communities=0 and size=5 must be at least 1"):
+        graph.planted_partition(0, 5, 0.5, 0.1)
+    with pytest.raises(ValueError, match=r"test_fraction=0 must be in \(0, 1\)"):
+        graph.split_edges(_kite(), 0)
+    with pytest.raises(ValueError, match=r"test_fraction=1.5 must be in \(0, 1\)"):
+        graph.split_edges(_kite(), 1.5)
+    with pytest.raises(ValueError, match=r"has 1 edge\(s\): link prediction needs at least two"):
+        graph.split_edges(nx.Graph([(0, 1)]), 0.5)
+    with pytest.raises(ValueError, match="too dense to sample as many non-edges as edges"):
+        graph.split_edges(nx.complete_graph(5), 0.3)
+    with pytest.raises(ValueError, match=r"pairs must have shape \(m, 2\) \(node rows\), got \(2,\)"):
+        graph.pair_scores(np.eye(3), [0, 1])
+    with pytest.raises(ValueError, match=r"pairs must have shape \(m, 2\)"):
+        graph.heuristic_scores(_kite(), [[0, 1, 2]])
+    s = graph.split_edges(_kite(), 0.2, seed=0)
+    with pytest.raises(ValueError, match=r"emb must be \(n_nodes, dim\), got shape \(5,\)"):
+        graph.link_prediction_auc(np.zeros(5), s)
+
+
+def test_lightgcn_input_errors_name_the_fix():
+    with pytest.raises(ValueError, match=r"one item per user interaction \(got 2 users, 1 items, need > 0\)"):
+        graph.normalized_adjacency(3, 3, [0, 1], [0])
+    with pytest.raises(ValueError, match=r"got 0 users, 0 items"):
+        graph.normalized_adjacency(3, 3, [], [])
+    ei, ew = graph.normalized_adjacency(2, 2, [0, 1], [1, 0])
+    with pytest.raises(ValueError, match=r"n_layers=-1 must be >= 0 \(0 is plain matrix factorisation\)"):
+        graph.propagate(torch.ones(4, 2), ei, ew, -1)
+    with pytest.raises(ValueError, match="n_users=0, n_items=3 and dim=4 must be positive"):
+        graph.LightGCN(0, 3, 4)
+    with pytest.raises(ValueError, match="dim=0 must be positive"):
+        graph.LightGCN(3, 3, 0)

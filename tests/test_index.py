@@ -580,3 +580,47 @@ def test_hnsw_built_one_vector_at_a_time_keeps_its_entry_on_top():
     assert len(tops) > 1                                 # later vectors did take over the entry point
     h.ef_search = 64
     assert ix.recall_at_k(h.search(xq, 5)[1], exact(xb, xq, 5), 5) > 0.9
+
+
+def test_argument_errors_name_the_fix():
+    true = np.array([[0, 1], [2, 3]])
+    with pytest.raises(ValueError, match="k must be a positive int, got 0"):
+        ix.recall_at_k(true, true, 0)
+    with pytest.raises(ValueError, match="k must be a positive int, got True"):
+        ix.recall_at_k(true, true, True)
+    with pytest.raises(ValueError, match="n, d and n_clusters must be positive, got 10, 0, 5"):
+        ix.clustered_data(10, 0, n_clusters=5)
+    with pytest.raises(TypeError, match="x must hold numbers, got dtype <U1"):
+        ix.Flat(2).add(np.array([["a", "b"]]))
+    with pytest.raises(ValueError, match=r"d must be a positive int \(the vectors' dimension\), got 0"):
+        ix.Flat(0)
+    with pytest.raises(ValueError, match=r"x must be a non-empty \(n, 2\) tensor, got shape \(3, 3\)"):
+        ix.Flat(2).add(torch.zeros(3, 3))
+    with pytest.raises(ValueError, match=r"got shape \(0, 2\)"):
+        ix.Flat(2).add(torch.zeros(0, 2))
+    with pytest.raises(ValueError, match="x holds NaN or infinite values: remove or repair them"):
+        ix.Flat(2).add(torch.tensor([[0.0, 1.0], [float("inf"), 0.0]]))
+    with pytest.raises(ValueError, match=r"k must be a positive int \(the number of centroids\), got 0"):
+        ix.KMeans(0)
+    with pytest.raises(ValueError, match="unknown init 'kmeans': use 'k-means\\+\\+' or 'random'"):
+        ix.KMeans(2, init="kmeans")
+    with pytest.raises(ValueError, match=r"nlist must be a positive int \(the number of cells\), got 0"):
+        ix.IVFFlat(8, nlist=0)
+    with pytest.raises(RuntimeError, match=r"IVFFlat must be trained before quantize: call index.train\(x\)"):
+        ix.IVFFlat(8, nlist=4).quantize(np.zeros((2, 8), np.float32))
+    with pytest.raises(ValueError, match=r"M must be an int >= 2 \(neighbours per node\), got 1"):
+        ix.HNSW(8, M=1)
+
+
+def test_minilm_wikipedia_refuses_a_cache_of_the_wrong_length(tmp_path, monkeypatch):
+    from minilib import transformer
+
+    class ShortEncoder:  # returns one vector too few, as a stale or truncated cache file would hold
+        def encode(self, texts, batch_size=32):
+            return np.ones((len(texts) - 1, 3), np.float32)
+
+    monkeypatch.setenv("MINILIB_CACHE", str(tmp_path))
+    monkeypatch.setattr(transformer, "load_minilm_encoder", lambda: ShortEncoder())
+    monkeypatch.setattr(ix, "wikipedia_sentences", lambda: ["a cat sat", "a dog ran far", "the end"])
+    with pytest.raises(RuntimeError, match="cached embeddings hold 2 rows for 3 sentences: delete .*minilm-wikipedia-"):
+        ix.minilm_wikipedia()

@@ -226,3 +226,60 @@ def test_multivector_search_is_exact_maxsim_and_pooled_is_the_sentence_embedding
     assert L.recall(I, ds.qrels, 2) == 1.0      # a word in the query is a word in the document: easy for MaxSim
     with pytest.raises(ValueError, match="empty"):
         L.MultiVector(enc.model, enc.tokenizer).scores(["x"])
+
+
+def test_qrels_scores_and_collection_errors_name_the_fix():
+    with pytest.raises(ValueError, match=r"non-empty \(m, k\) integer array.*dtype float64"):
+        L.qrel_matrix(np.array([[0.0, 1.0]]), 3)
+    with pytest.raises(ValueError, match=r"non-empty \(m, k\) integer array.*shape \(0, 2\)"):
+        L.qrel_matrix(np.zeros((0, 2), dtype=np.int64), 3)
+    with pytest.raises(ValueError, match=r"scores must be a matrix \(m queries, n documents\), got shape \(3,\)"):
+        L.solved([3.0, 2.0, 1.0], np.array([[0, 1]]))
+    with pytest.raises(ValueError, match="every document is relevant to every query"):
+        L.solved([[1.0, 2.0]], np.array([[0, 1]]))
+    with pytest.raises(ValueError, match="k=3 must be smaller than n=3"):
+        L.moment_curve(3, k=3)
+    for bad in (-1, 2.0, True):
+        with pytest.raises(ValueError, match=f"n_distractors must be an int >= 0, got {bad!r}"):
+            L.limit_dataset(4, bad)
+    with pytest.raises(ValueError, match="n_core=60 needs 1770 distinct things but ATTRIBUTES has 1392: use n_core <= 53"):
+        L.limit_dataset(60, 0)      # without distractors the core alone asks for too many things
+    with pytest.raises(ValueError, match=r"same number of rows, got shapes \(3, 2\) and \(1, 2\)"):
+        L.recall(np.zeros((3, 2), dtype=np.int64), np.array([[0, 1]]), 2)
+    with pytest.raises(ValueError, match="same number of rows"):
+        L.recall(np.array([0, 1]), np.array([[0, 1]]), 2)      # found_ids must be (m, k), not flat
+
+
+class _WordTok:
+    """A toy tokenizer with encode_batch: one id per word (hash), right padding, no itos."""
+
+    def encode_batch(self, texts, max_len, truncate=True):
+        rows = [[2 + sum(map(ord, w)) % 40 for w in t.split()][:max_len] for t in texts]
+        T = max(len(r) for r in rows)
+        ids = torch.zeros(len(rows), T, dtype=torch.long)
+        mask = torch.zeros(len(rows), T, dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, :len(r)], mask[i, :len(r)] = torch.tensor(r), 1
+        return ids, mask
+
+
+def test_multivector_errors_name_the_fix():
+    from minilib.transformer import Transformer, TransformerConfig
+
+    torch.manual_seed(0)
+    model = Transformer(TransformerConfig(vocab_size=50, d_model=8, n_layers=1, n_heads=2, d_ff=16, max_len=16))
+    with pytest.raises(TypeError, match=r"tokenizer needs an encode_batch\(texts, max_len=\.\.\., truncate=True\)"):
+        L.MultiVector(model, tokenizer=object())
+    mv = L.MultiVector(model, _WordTok(), max_len=16)
+    with pytest.raises(TypeError, match=r"got one str: wrap it, \[text\]"):
+        mv.encode("who likes tea")
+    with pytest.raises(ValueError, match="no texts given: pass at least one"):
+        mv.encode([])
+    mv.add(["ann likes tea", "bob likes jam"])
+    assert mv.ntotal == 2
+    with pytest.raises(ValueError, match=r"encoded queries must be non-empty \(T, 8\) tensors"):
+        mv.scores([torch.zeros(3, 5)])                  # wrong width
+    with pytest.raises(ValueError, match=r"non-empty \(T, 8\)"):
+        mv.scores([torch.zeros(0, 8)])                  # no token at all
+    qv, _ = mv.encode(["who likes tea"])
+    assert mv.scores(qv).shape == (1, 2)                # the vectors encode() returns are accepted

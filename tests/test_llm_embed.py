@@ -590,3 +590,80 @@ def test_embedder_repr_lists_its_settings(lm, bpe):
     emb = le.DecoderEmbedder(lm, bpe, pooling="last_token", bidirectional=True, prompt="prompteol")
     text = repr(emb)
     assert "pooling='last_token', bidirectional=True" in text and "add_eos=" in text and "max_len=" in text
+
+
+# --- bad input: every error names the fix ------------------------------------------------------------
+
+
+def test_pooling_and_attention_helpers_refuse_bad_shapes():
+    mask = torch.ones(2, 4, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"attention_mask must be \(batch, seq\), got \(4,\)"):
+        le.last_token_index(mask[0])
+    with pytest.raises(ValueError, match=r"attention_mask must be \(batch, seq\), got \(4,\)"):
+        le.visibility(mask[0])
+    with pytest.raises(ValueError, match=r"pool_mask must be shaped like attention_mask \(2, 4\), got \(2, 3\)"):
+        le.position_weights(mask, mask[:, :3])
+
+
+def test_trainable_poolings_refuse_bad_sizes():
+    for kw, name in ((dict(d_model=0), "d_model"), (dict(d_model=8, n_latents=0), "n_latents"),
+                     (dict(d_model=8, n_heads=True), "n_heads")):
+        with pytest.raises(ValueError, match=f"{name} must be a positive int"):
+            le.LatentAttentionPooling(**kw)
+    for bad in (0, True, 2.0):
+        with pytest.raises(ValueError, match=r"n_states must be the number of hidden states \(n_layers \+ 1\)"):
+            le.MultiLayerPooling(bad)
+
+
+def test_decoders_refuse_the_wrong_model_or_tokenizer(lm, bpe, llama):
+    with pytest.raises(TypeError, match="takes a minilib.transformer.CausalLM, got Linear"):
+        le.MinilibDecoder(torch.nn.Linear(2, 2), bpe)
+    with pytest.raises(TypeError, match="tokenizer must be the decoder's ByteBPE"):
+        le.MinilibDecoder(lm, object())
+    model, tok = llama
+    with pytest.raises(TypeError, match=r"AutoTokenizer.from_pretrained"):
+        le.HFDecoder(model, object())
+    dec = le.as_decoder(model, tok)
+    before = dec.dropout_rate()
+    with pytest.raises(ValueError, match=r"dropout p must lie in \[0, 1\), got 1.0"):
+        dec.set_dropout(1.0)
+    assert dec.dropout_rate() == before  # nothing was changed
+
+
+def test_embedder_errors_name_the_fix(lm, bpe):
+    no_eos = ByteBPE([], special_tokens=("<pad>",))
+    with pytest.raises(ValueError, match="no EOS token: pass add_eos=False"):
+        le.DecoderEmbedder(lm, no_eos)
+    assert le.DecoderEmbedder(lm, no_eos, add_eos=False).add_eos is False
+    emb = le.DecoderEmbedder(lm, bpe)
+    with pytest.raises(ValueError, match="tokenize got no texts"):
+        emb.tokenize([])
+    ids, mask, pm = emb.tokenize(CORPUS[:2])
+    with pytest.raises(ValueError, match="output must be 'embedding' or 'logits', got 'hidden'"):
+        emb(ids, mask, pm, output="hidden")
+    with pytest.raises(ValueError, match="batch_size must be at least 1, got 0"):
+        emb.pooled_many(CORPUS[:2], batch_size=0)
+    with pytest.raises(ValueError, match=r"X must be \(n_texts, d\) = \(2, d\), got \(3, 4\)"):
+        le.Lookup(CORPUS[:2], np.zeros((3, 4)))
+    with pytest.raises(ValueError, match=r"X must be \(n_texts, d\)"):
+        le.Lookup(CORPUS[:2], np.zeros(2))
+
+
+def test_llm2vec_losses_refuse_bad_batches(lm, bpe):
+    ids = torch.arange(10).view(2, 5) + 5
+    mask = torch.ones(2, 5, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"both be \(batch, seq\), got \(2, 5\) and \(2, 4\)"):
+        le.mntp_inputs(ids, mask[:, :4], mask_id=1, vocab_size=50)
+    one_token = torch.tensor([[1, 0, 0, 0, 0], [0, 0, 1, 0, 0]])
+    with pytest.raises(ValueError, match="MNTP needs rows of at least 2 tokens"):
+        le.mntp_inputs(ids, one_token, mask_id=1, vocab_size=50)
+    with pytest.raises(ValueError, match=r"logits must be \(B, T, V\) and labels \(B, T\), got \(2, 5, 7\) and \(2, 4\)"):
+        le.mntp_loss(torch.zeros(2, 5, 7), torch.zeros(2, 4, dtype=torch.long))
+    emb = le.DecoderEmbedder(lm, bpe)
+    with pytest.raises(ValueError, match="mntp_eval got no texts"):
+        le.mntp_eval(emb, [])
+    with pytest.raises(ValueError, match="text_batches got no texts"):
+        le.text_batches(emb, [], batch_size=2)
+    for loss_fn in (le.mntp_loss_fn(), le.simcse_loss_fn()):
+        with pytest.raises(ValueError, match=r"expected batches \(ids, attention_mask\[, pool_mask\]\) from text_batches"):
+            loss_fn(emb, (ids,))

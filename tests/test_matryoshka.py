@@ -193,3 +193,32 @@ def test_retention_curve_on_a_toy_sts_task():
         matryoshka.retention_curve(texts, X, task, (16,))
     with pytest.raises(ValueError, match="len\\(texts\\)"):
         matryoshka.retention_curve(texts[:3], X, task, (2,))
+
+
+def test_loss_arguments_errors_name_the_fix():
+    q, k = _qk(D=16)
+    for bad in ((1.0, -1.0), (1.0, float("nan"))):
+        with pytest.raises(ValueError, match=r"weights must be finite and >= 0, got \[1.0, (-1.0|nan)\]"):
+            matryoshka.matryoshka_loss(nce, (8, 16), weights=bad)
+    with pytest.raises(ValueError, match=r"queries must be \(n, dim\), got shape \(16,\)"):
+        matryoshka.matryoshka_loss(nce, (8,))(q[0], k)
+    with pytest.raises(ValueError, match=r"keys must be \(n, dim\), got shape \(2, 9, 16\)"):
+        matryoshka.matryoshka_loss(nce, (8,))(q, k[None].expand(2, -1, -1))
+    with pytest.raises(TypeError, match=r"base_loss must be a function loss\(queries, keys\) -> scalar"):
+        matryoshka.matryoshka_2d_loss("info_nce", [(1, 8)])
+    with pytest.raises(ValueError, match=r"every pair must be \(layer >= 1, dims >= 1\), got \[\(0, 8\)\]"):
+        matryoshka.matryoshka_2d_loss(nce, [(0, 8)])
+    with pytest.raises(ValueError, match=r"every pair must be \(layer >= 1, dims >= 1\)"):
+        matryoshka.matryoshka_2d_loss(nce, [(1, 8, 2)])
+    with pytest.raises(TypeError, match="model must be a minilib.transformer.Transformer, got Linear"):
+        matryoshka.layer_embeddings(torch.nn.Linear(4, 4), _Tok(), ["a text"])
+
+
+def test_retention_of_a_negative_score_is_refused():
+    rng = np.random.default_rng(0)
+    texts = [f"text {i}" for i in range(12)]
+    X = rng.normal(size=(12, 8)).astype(np.float32)
+    U = X / np.linalg.norm(X, axis=1, keepdims=True)
+    task = bench.MatrixSTSTask("anti", texts, -(U @ U.T), n_boot=50)  # gold opposite to the cosines
+    with pytest.raises(ValueError, match="the full-width score is -.*retention is only defined for a positive score"):
+        matryoshka.retention_curve(texts, X, task, (2, 4))

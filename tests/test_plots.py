@@ -89,3 +89,19 @@ def test_heatmap():
     assert len(plots.heatmap(np.zeros((20, 20)), list(range(20)), list(range(20))).texts) == 0
     with pytest.raises(ValueError, match="row labels"):
         plots.heatmap(M, ["r1"], ["a", "b", "c"])
+
+
+def test_plot_input_errors_name_the_fix():
+    with pytest.raises(ValueError, match=r"X must be a matrix \(n, d\), got shape \(3,\)"):
+        plots.vector_map(np.zeros(3), list("abc"))
+    with pytest.raises(ValueError, match="3 vectors but 2 groups: give one group per row of X"):
+        plots.vector_map(np.zeros((3, 4)), list("abc"), groups=["g1", "g2"])
+    with pytest.raises(ValueError, match="PCA needs at least 2 vectors"):
+        plots.vector_map(np.zeros((1, 4)), ["a"])
+    with pytest.raises(ValueError, match="t-SNE needs at least 5 vectors, got 3; use method='pca'"):
+        plots.vector_map(np.zeros((3, 4)), list("abc"), method="tsne")
+    for bad in ({}, [1.0, 2.0]):
+        with pytest.raises(ValueError, match=r"history must be a non-empty dict \{name: \[values\.\.\.\]\}"):
+            plots.training_curve(bad)
+    with pytest.raises(ValueError, match=r"M must be a matrix \(r, c\), got shape \(3,\)"):
+        plots.heatmap(np.zeros(3), ["r"], list("abc"))

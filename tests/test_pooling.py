@@ -371,3 +371,92 @@ def test_weighted_first_last_averages_the_two_layers_then_weights_tokens():
     w = torch.tensor([[1.0, 2.0, 3.0], [0.5, 1.0, 9.0]])
     torch.testing.assert_close(pooling.pool("first_last", L2, [L0, L1, L2], M, weights=w),
                                pooling.weighted_mean((L1 + L2) / 2, M, w))
+
+
+# --- bad input: every error names the fix ------------------------------------------------------------
+
+
+def test_first_last_and_pool_errors_name_the_fix():
+    layers = [H, H + 1.0, 2 * H]
+    for first in (3, -4):
+        with pytest.raises(ValueError, match=rf"first={first} is not a layer index: hidden_states has 3 entries"):
+            pooling.first_last(layers, M, first=first)
+    with pytest.raises(ValueError, match=r"layers 0 and -1 have different shapes \(2, 2, 2\), \(2, 3, 2\)"):
+        pooling.first_last([H[:, :2], H + 1.0, 2 * H], M, first=0)
+    with pytest.raises(ValueError, match=r"'first_last' needs hidden_states \(output_hidden_states=True\)"):
+        pooling.pool("first_last", H, None, M)
+    with pytest.raises(ValueError, match="needs hidden_states"):
+        pooling.pool("first_last", H, [H], M)
+
+
+def test_sif_and_component_errors_name_the_fix():
+    with pytest.raises(ValueError, match=r"counts is empty: .*collections.Counter\(tokens\)"):
+        pooling.sif_weights({})
+    with pytest.raises(ValueError, match=r"X must be \(n_texts, dim\), got shape \(3,\)"):
+        pooling.principal_components(np.ones(3))
+    X = np.array([[1.0, 2.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    for n in (0, 4):
+        with pytest.raises(ValueError, match=rf"n must be between 1 and min\(n_texts, dim\) = 3, got {n}"):
+            pooling.principal_components(X, n)
+    with pytest.raises(ValueError, match=r"only 1 non-zero rows to find 2 component\(s\) from: fit on more texts"):
+        pooling.principal_components(X, 2)
+
+
+def test_whitening_errors_name_the_fix():
+    with pytest.raises(ValueError, match=r"Whitening.fit input must be a matrix \(n, d\), got shape \(5,\)"):
+        Whitening().fit(np.ones(5))
+    with pytest.raises(ValueError, match=r"Whitening.transform input must be a matrix \(n, d\)"):
+        Whitening().fit(np.random.default_rng(0).normal(size=(10, 3))).transform(np.ones(3))
+    X = np.random.default_rng(0).normal(size=(10, 3))
+    for k in (0, 4, True, 2.0):
+        with pytest.raises(ValueError, match=r"k must be an int between 1 and dim = 3"):
+            Whitening().fit(X, k=k)
+    with pytest.raises(ValueError, match="at least 2 vectors to estimate a covariance, got 1"):
+        Whitening().fit(X[:1])
+    with pytest.raises(RuntimeError, match=r"Whitening is not fitted: call fit\(X\) first"):
+        Whitening().k
+
+
+def test_word_vector_embedder_argument_errors_name_the_fix():
+    for bad in (np.zeros((0, 2)), np.ones(5)):
+        with pytest.raises(ValueError, match=r"vectors must be a non-empty \(V, dim\) matrix"):
+            WordVectorEmbedder(bad, WORDS[:len(bad)])
+    for remove_pc in (-1, True, 1.0):
+        with pytest.raises(ValueError, match=r"remove_pc must be an int >= 0 \(0 = none"):
+            WordVectorEmbedder(VECS, WORDS, remove_pc=remove_pc)
+    with pytest.raises(TypeError, match="tokenizer must be a function text -> list of tokens"):
+        WordVectorEmbedder(VECS, WORDS, tokenizer="whitespace")
+    with pytest.raises(ValueError, match="non-negative word counts with a positive total$"):
+        WordVectorEmbedder(VECS, WORDS, weighting="sif", counts={w: 0 for w in WORDS})
+    with pytest.raises(ValueError, match="positive total; got -3 for 'cat'"):
+        WordVectorEmbedder(VECS, WORDS, weighting="sif", counts={**COUNTS, "cat": -3})
+    with pytest.raises(ValueError, match=r"aligned with words: shape \(5,\), got \(3,\); or pass a mapping"):
+        WordVectorEmbedder(VECS, WORDS, weighting="sif", counts=np.array([1, 2, 3]))
+    emb = WordVectorEmbedder(VECS, WORDS, remove_pc=1)
+    with pytest.raises(ValueError, match=r"fit needs at least 1 text\(s\) with a known word"):
+        emb.fit(["zebra quagga", "unknown words only"])
+    assert emb.components_ is None
+
+
+def test_transformer_embedder_argument_errors_name_the_fix():
+    model, tok = _tiny_model_and_tokenizer()
+    with pytest.raises(TypeError, match=r"tokenizer needs an encode_batch\(texts, max_len=..., truncate=True\)"):
+        TransformerEmbedder(model, tok.encode)
+    with pytest.raises(ValueError, match=r"long_texts must be one of \('truncate', 'chunk'\), got 'split'"):
+        TransformerEmbedder(model, tok, long_texts="split")
+    with pytest.raises(TypeError, match="whitening must be a fitted minilib.pooling.Whitening or None, got ndarray"):
+        TransformerEmbedder(model, tok, whitening=np.eye(16))
+    for max_len in (1, True, 8.0):
+        with pytest.raises(ValueError, match=r"max_len must be an int >= 2 or None, got"):
+            TransformerEmbedder(model, tok, max_len=max_len)
+    for first in (3, -4):
+        with pytest.raises(ValueError, match=rf"first={first} is not a layer of this 2-layer model"):
+            TransformerEmbedder(model, tok, pooling="first_last", first=first)
+    emb = TransformerEmbedder(model, tok)
+    with pytest.raises(ValueError, match=r"unknown pooling 'median': choose one of \('mean'"):
+        emb.pooled_many(["the cat"], ["mean", "median"])
+    with pytest.raises(ValueError, match="batch_size must be at least 1, got 0"):
+        emb.pooled_many(["the cat"], batch_size=0)
+    weighted = TransformerEmbedder(model, tok, token_weights=np.ones(tok.vocab_size))
+    with pytest.raises(ValueError, match="token_weights apply to 'mean' and 'first_last', not 'cls'"):
+        weighted.pooled_many(["the cat"], ["mean", "cls"])

@@ -110,3 +110,12 @@ def test_describe_device_names_the_hardware(monkeypatch):
     monkeypatch.setattr(profile.torch.cuda, "get_device_name", lambda dev: "NVIDIA H100 80GB HBM3")
     assert profile.describe_device(torch.device("cuda", 0)) == "NVIDIA H100 80GB HBM3"
     assert profile.describe_device(torch.device("mps")) == "mps"
+
+
+def test_asking_for_missing_mps_says_what_to_do(monkeypatch):
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match="device 'mps' asked for, but MPS is not available here; unset MINILIB_DEVICE"):
+        profile.pick_device("mps")
+    monkeypatch.setenv("MINILIB_DEVICE", "mps:0")  # the same through the environment variable
+    with pytest.raises(RuntimeError, match="device 'mps:0' asked for.*unset MINILIB_DEVICE"):
+        profile.pick_device()

@@ -304,3 +304,53 @@ def test_vector_head_starts_as_identity_and_head_loss_builds_the_keys():
         h(torch.randn(2, 5))
     with pytest.raises(ValueError, match="batches"):
         loss(h, (q,))
+
+
+# --- errors name the fix -------------------------------------------------------------------------
+
+
+def test_mining_and_focal_argument_errors_name_the_fix():
+    q, d = _unit(3, 4), _unit(5, 4, seed=1)
+    with pytest.raises(ValueError, match=r"relative must be > 0 \(NV-Retriever uses 0.95\), or None, got 0"):
+        recipes.mine_hard_negatives(q, d, [0, 1, 2], k=1, relative=0)
+    with pytest.raises(ValueError, match="margin must be >= 0, or None, got -0.1"):
+        recipes.mine_hard_negatives(q, d, [0, 1, 2], k=1, relative=None, margin=-0.1)
+    with pytest.raises(ValueError, match="queries and keys must have the same width, got 4 and 3"):
+        recipes.focal_info_nce(q, _unit(3, 3))
+    with pytest.raises(ValueError, match=r"keys needs at least one row per query \(3 positives first\), got 2"):
+        recipes.focal_info_nce(q, d[:2])
+
+
+def test_student_and_asymmetric_errors_name_the_fix():
+    table = torch.randn(32, 8)
+    with pytest.raises(ValueError, match="expects batches \\(ids, attention_mask, teacher_vectors\\)"):
+        recipes.distill_loss_fn()(recipes.StudentEncoder(table, 8), (torch.zeros(2, 3, dtype=torch.long),) * 2)
+    with pytest.raises(ValueError, match=r"embeddings must be a \(vocab_size, d_in\) tensor"):
+        recipes.StudentEncoder(table[0], 8)
+    with pytest.raises(ValueError, match=r"embeddings must be a \(vocab_size, d_in\) tensor"):
+        recipes.StudentEncoder(table.numpy(), 8)
+    with pytest.raises(TypeError, match="tokenizer needs an encode_batch"):
+        recipes.StudentEncoder(table, 8, tokenizer=_ByteTok())
+    st = recipes.StudentEncoder(table, 8)
+    with pytest.raises(ValueError, match=r"must both be \(B, T\), got \(2, 3\) and \(2, 4\)"):
+        st(torch.zeros(2, 3, dtype=torch.long), torch.ones(2, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"has no tokenizer: build it with StudentEncoder\(emb, dim, tokenizer\)"):
+        st.encode(["a text"])
+    dm = Lookup(["d1"], np.eye(2)[:1])
+    with pytest.raises(TypeError, match=r"query_model needs an encode\(texts\) method"):
+        recipes.Asymmetric(object(), dm, ["q1"])
+    with pytest.raises(TypeError, match=r"doc_model needs an encode\(texts\) method"):
+        recipes.Asymmetric(dm, object(), ["q1"])
+    with pytest.raises(TypeError, match="queries must be a list of texts, got one str"):
+        recipes.Asymmetric(dm, dm, "q1")
+
+
+def test_filter_input_errors_name_the_fix():
+    with pytest.raises(TypeError, match=r"got one str: wrap it, \[text\]"):
+        recipes.token_frequencies(_ByteTok().encode, "one text", 30)
+    with pytest.raises(ValueError, match="n_tokens must be >= 1, got 0"):
+        recipes.embedding_filter(torch.randn(10, 4), np.ones(10), n_tokens=0)
+    with pytest.raises(ValueError, match=r"X must be \(n, d\) and P \(d, d\); got \(3, 4\) and \(3, 3\)"):
+        recipes.apply_projector(np.zeros((3, 4)), np.eye(3))
+    with pytest.raises(ValueError, match=r"got \(4,\) and \(4, 4\)"):
+        recipes.apply_projector(np.zeros(4), np.eye(4))

@@ -225,3 +225,57 @@ def test_click_model_counts_its_parameters():
     assert model.n_parameters() == (10 + 5) * 4 + (2 * 4 + 1)       # the tables, then the linear head
     small = recsys.ClickModel(recsys.FeatureEmbedding("multiplexed", [10, 5], dim=4, n_rows=6), dim=4)
     assert small.n_parameters() == 6 * 4 + 9
+
+
+# --- errors name the fix ------------------------------------------------------------------------
+
+def test_basket_and_ranking_errors_name_the_fix():
+    with pytest.raises(ValueError, match=r"p_category=0 must be in \(0, 1\]"):
+        recsys.baskets(p_category=0)
+    with pytest.raises(ValueError, match=r"noise=1.5 in \[0, 1\]"):
+        recsys.baskets(noise=1.5)
+    with pytest.raises(ValueError, match="no sessions given: pass baskets"):
+        recsys.item2vec([[], []])
+    with pytest.raises(ValueError, match=r"square matrices of one shape, got \(2, 3\) and \(2, 3\)"):
+        recsys.precision_at_k(np.ones((2, 3)), np.ones((2, 3), dtype=bool))
+    with pytest.raises(ValueError, match="one entry per interaction"):
+        recsys.holdout([0, 1, 2], [0, 1])
+    with pytest.raises(ValueError, match="non-empty arrays"):
+        recsys.holdout([], [])
+    with pytest.raises(ValueError, match=r"k=5 must be in 1\.\.4"):
+        recsys.ranking_metrics(np.zeros((2, 4)), [0], [0], [1], [2], k=5)
+
+
+def test_hashing_and_feature_embedding_errors_name_the_fix():
+    with pytest.raises(ValueError, match="n_buckets=0 must be at least 1"):
+        recsys.hash_ids(torch.tensor([1, 2]), 0)
+    with pytest.raises(ValueError, match="n_values=0 and n_buckets=10"):
+        recsys.collision_stats(0, 10)
+    with pytest.raises(ValueError, match="n_buckets=10, dim=0 and n_hashes=1 must be positive"):
+        recsys.HashedEmbedding(10, 0)
+    with pytest.raises(ValueError, match="n_features=0 must be at least 1"):
+        recsys.MultiplexedEmbedding(10, 4, n_features=0)
+    with pytest.raises(ValueError, match="at least one feature, each with >= 1 value"):
+        recsys.FeatureEmbedding("full", [], dim=4)
+    with pytest.raises(ValueError, match="at least one feature, each with >= 1 value"):
+        recsys.FeatureEmbedding("full", [10, 0], dim=4)
+    with pytest.raises(ValueError, match=r"kind='hashed' needs n_rows >= the number of features \(3\)"):
+        recsys.FeatureEmbedding("hashed", [10, 10, 10], dim=4, n_rows=2)
+    with pytest.raises(ValueError, match=r"kind='multiplexed' needs n_rows"):
+        recsys.FeatureEmbedding("multiplexed", [10, 10], dim=4)
+    # A misspelt kind is reported as such, not as a missing n_rows.
+    with pytest.raises(ValueError, match="kind must be 'full', 'hashed' or 'multiplexed', got 'hash'"):
+        recsys.FeatureEmbedding("hash", [10, 10], dim=4)
+    with pytest.raises(ValueError, match="at least one feature with >= 1 value, and n_samples >= 1"):
+        recsys.click_data((), n_samples=10)
+    with pytest.raises(ValueError, match="n_samples >= 1"):
+        recsys.click_data((5,), n_samples=0)
+
+
+def test_sequence_and_jepa_errors_name_the_fix():
+    with pytest.raises(ValueError, match="p_advance=0.8 and p_jump=0.3 must be probabilities with a sum <= 1"):
+        recsys.record_sequences(n_sequences=2, p_advance=0.8, p_jump=0.3)
+    with pytest.raises(ValueError, match="p_jump=-0.1"):
+        recsys.record_sequences(n_sequences=2, p_jump=-0.1)
+    with pytest.raises(ValueError, match=r"ema=1.0 must be in \[0, 1\)"):
+        recsys.NextLatentJEPA(record_dim=3, ema=1.0)

@@ -101,3 +101,33 @@ def test_two_object_scenes_have_distinct_colours_and_shapes():
         assert s.relation() in c
     with pytest.raises(ValueError, match="n_objects"):
         shapes.make_dataset(5, seed=0, n_objects=3)
+
+
+def test_scene_render_and_sampling_errors_name_the_fix():
+    a = Object("circle", "red", "small", 0.25, 0.5)
+    b = Object("square", "blue", "large", 0.75, 0.5)
+    with pytest.raises(ValueError, match="a Scene holds one or two objects, got 0"):
+        Scene(())
+    with pytest.raises(ValueError, match="one or two objects, got 3"):
+        Scene((a, b, a))
+    with pytest.raises(ValueError, match=r"relation\(\) needs a two-object scene"):
+        Scene((a,)).relation()
+    with pytest.raises(TypeError, match="render expects a Scene, got Object"):
+        shapes.render(a)
+    with pytest.raises(ValueError, match="size=4 is too small to draw a shape: use 8 or more pixels"):
+        shapes.render(Scene((a,)), size=4)
+    with pytest.raises(ValueError, match="n must be at least 1, got 0"):
+        shapes.make_dataset(0, seed=0)
+
+
+def test_hard_negative_errors_name_the_fix():
+    two = Scene((Object("circle", "red", "small", 0.25, 0.5), Object("square", "blue", "large", 0.75, 0.5)))
+    with pytest.raises(TypeError, match="rng must be a random.Random, an int seed or None, got str"):
+        shapes.hard_negative_caption(two, "swap_attributes", rng="seed")
+    twins = Scene((Object("circle", "red", "small", 0.25, 0.5), Object("circle", "red", "small", 0.75, 0.5)))
+    with pytest.raises(ValueError, match="both objects have the same description"):
+        shapes.hard_negative_caption(twins, "swap_order")
+    alike = Scene((Object("circle", "red", "small", 0.25, 0.5), Object("square", "red", "small", 0.75, 0.5)))
+    with pytest.raises(ValueError, match="the two objects share colour and size: no attribute to swap"):
+        shapes.hard_negative_caption(alike, "swap_attributes")
+    assert shapes.hard_negative_caption(alike, "swap_order") == "a small red square left of a small red circle"

@@ -157,3 +157,19 @@ def test_topk_of_every_key_is_a_full_stable_sort():
     keys = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [-1.0, 0.0]])
     s, i = topk(np.array([[1.0, 0.0]]), keys, k=4, metric="dot")
     assert i.tolist() == [[0, 2, 1, 3]] and s.tolist() == [[1.0, 1.0, 0.0, -1.0]]   # the tie goes to the lower id
+
+
+def test_input_kind_and_empty_errors_name_the_fix():
+    with pytest.raises(ValueError, match=r"a must be a vector \(d,\) or a matrix \(n, d\), got shape \(2, 2, 2\)"):
+        cosine(torch.zeros(2, 2, 2), torch.zeros(2, 2))
+    with pytest.raises(ValueError, match=r"b must be a vector .* got shape \(\)"):
+        dot(torch.zeros(2), torch.tensor(1.0))
+    with pytest.raises(TypeError, match="b must hold numbers, got dtype <U3"):
+        cosine(np.zeros((1, 3)), np.array(["cat", "dog", "cow"]))
+    with pytest.raises(TypeError, match="a must hold numbers, got dtype object"):
+        dot(np.array([[1.0, None]], dtype=object), np.zeros((1, 2)))
+    K = np.zeros((4, 3))
+    with pytest.raises(ValueError, match="need at least one query and one key, got 0 queries and 4 keys"):
+        topk(K[:0], K, 1)
+    with pytest.raises(ValueError, match="got 2 queries and 0 keys"):
+        topk(torch.zeros(2, 3), torch.zeros(0, 3), 1)

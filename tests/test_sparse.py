@@ -106,3 +106,19 @@ def test_n_docs_counts_the_fitted_collection():
     bm = sparse.BM25()
     assert bm.n_docs == 0
     assert bm.fit(CORPUS).n_docs == len(CORPUS)
+
+
+def test_k1_and_query_list_errors_name_the_fix():
+    with pytest.raises(ValueError, match=r"k1 must be >= 0 \(0 ignores term frequency\), got -0.5"):
+        sparse.BM25(k1=-0.5)
+    with pytest.raises(ValueError, match="k1 must be >= 0.*got nan"):
+        sparse.BM25(k1=float("nan"))
+    bm = sparse.BM25().fit(CORPUS)
+    with pytest.raises(TypeError, match=r"pass a list of queries, got one str: wrap it, \[query\]"):
+        bm.query_matrix("the cat")
+    with pytest.raises(TypeError, match=r"wrap it, \[query\]"):
+        bm.score_matrix("the cat")
+    with pytest.raises(ValueError, match="no queries given: pass at least one"):
+        bm.score_matrix([])
+    with pytest.raises(ValueError, match="no queries given: pass at least one"):
+        bm.search([], 2)

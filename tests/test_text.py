@@ -173,3 +173,17 @@ def test_vocab_iterates_decodes_and_gives_frequencies():
 def test_vocab_build_max_size_keeps_the_most_frequent():
     v = Vocab.build([["b", "a", "b", "c", "b", "a"]], min_count=1, max_size=2)
     assert list(v) == ["b", "a"] and v.counts.tolist() == [3, 2]
+
+
+def test_vocab_errors_name_the_fix():
+    with pytest.raises(ValueError, match="Vocab words must be unique"):
+        Vocab(["the", "cat", "the"])
+    with pytest.raises(ValueError, match="3 words but 2 counts"):
+        Vocab(["the", "cat", "sat"], [5, 3])
+    for empty in ([], [[], []]):
+        with pytest.raises(ValueError, match="cannot build a vocabulary from an empty corpus: no tokens were given"):
+            Vocab.build(empty)
+    with pytest.raises(ValueError, match="no word occurs at least min_count=3 times; lower min_count"):
+        Vocab.build([["a", "b", "a"]], min_count=3)
+    with pytest.raises(ValueError, match="unknown must be 'skip' or 'error'"):
+        Vocab(["the", "cat"]).encode(["cat"], unknown="ignore")

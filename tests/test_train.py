@@ -296,3 +296,89 @@ def test_fit_with_mixed_precision_leaves_a_plain_model():
     assert hist["loss"][-1] < hist["loss"][0] / 4
     assert not hasattr(model.forward, "__wrapped__")  # accelerate's autocast wrapper was removed
     assert model(torch.tensor([[1, 2]])).dtype == torch.float32
+
+
+# ---- every bad input gets an error that names the fix ---------------------------------------
+
+def test_mask_tokens_rejects_empty_batches_bad_rates_and_all_special_vocabularies():
+    with pytest.raises(ValueError, match="ids is empty: mask a batch with at least one token"):
+        mask_tokens(torch.zeros(2, 0, dtype=torch.long), mask_id=MASK, vocab_size=V)
+    for p in (0.0, 1.5):
+        with pytest.raises(ValueError, match=rf"p={p} must be in \(0, 1\]: BERT masks p=0\.15"):
+            mask_tokens(torch.randint(4, V, (2, 5)), mask_id=MASK, vocab_size=V, p=p)
+    with pytest.raises(ValueError, match="every id is special: there is no ordinary token"):
+        mask_tokens(torch.tensor([[CLS, SEP]]), mask_id=MASK, vocab_size=4, special_ids=SPECIAL)
+
+
+def test_blocks_and_batches_errors_name_the_fix():
+    with pytest.raises(ValueError, match="block_size=0 must be at least 1"):
+        lm_blocks(list(range(10)), 0)
+    rows = torch.arange(12).view(4, 3)
+    for bad in ([[1, 2], [3, 4]], (), {"ids": rows, "n": 4}):
+        with pytest.raises(TypeError, match=r"Batches takes a tensor or a tuple/dict of tensors \(e\.g\. lm_blocks"):
+            Batches(bad, 2)
+    with pytest.raises(ValueError, match=r"the same number of rows, got \[4, 3\]"):
+        Batches((rows, rows[:3]), 2)
+    with pytest.raises(ValueError, match=r"the same number of rows, got \[4, 0\]"):  # a 0-d tensor has no rows
+        Batches((rows, torch.tensor(1.0)), 2)
+    with pytest.raises(ValueError, match="batch_size=0 must be at least 1"):
+        Batches(rows, 0)
+
+
+def test_loss_shape_and_mask_errors_name_the_fix():
+    logits, ids = torch.randn(2, 4, 6), torch.tensor([[1, 2, 3, 4], [5, 0, 1, 0]])
+    with pytest.raises(ValueError, match=r"logits must be \(B, T, V\) and labels \(B, T\); got \(2, 4, 6\) and \(2, 3\)"):
+        masked_lm_loss(logits, ids[:, :3])
+    with pytest.raises(ValueError, match=r"logits must be \(B, T, V\) and labels \(B, T\); got \(8, 6\) and \(8,\)"):
+        masked_lm_loss(logits.reshape(8, 6), ids.reshape(8))
+    with pytest.raises(ValueError, match=r"logits must be \(B, T, V\) and ids \(B, T\); got \(2, 4, 6\) and \(4,\)"):
+        causal_lm_loss(logits, ids[0])
+    with pytest.raises(ValueError, match=r"attention_mask has shape \(2, 3\) but ids has \(2, 4\)"):
+        causal_lm_loss(logits, ids, torch.ones(2, 3))
+    # each row keeps single tokens only, never a (token, next token) pair
+    with pytest.raises(ValueError, match=r"leaves no \(token, next token\) pair to predict"):
+        causal_lm_loss(logits, ids, torch.tensor([[1, 0, 1, 0], [0, 0, 0, 1]]))
+
+
+def test_schedule_and_param_group_errors_name_the_fix():
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    for make in (warmup_linear, warmup_cosine):
+        with pytest.raises(ValueError, match="total_steps=0 must be at least 1"):
+            make(opt, 0, 0)
+    with pytest.raises(ValueError, match="the model has no trainable parameter"):
+        param_groups(nn.ReLU(), 0.01)
+    with pytest.raises(ValueError, match="the model has no trainable parameter"):
+        param_groups(NextToken().requires_grad_(False), 0.01)
+
+
+def test_fit_argument_errors_name_the_fix():
+    model = NextToken()
+    blocks = Batches(_toy_blocks(), 4)
+
+    def run(**kw):
+        fit(model, blocks, _lm_loss, **{**dict(steps=10, lr=1e-3, device="cpu", progress=False), **kw})
+
+    with pytest.raises(ValueError, match="lr=0 must be positive"):
+        run(lr=0)
+    with pytest.raises(ValueError, match="grad_accum=0 must be at least 1"):
+        run(grad_accum=0)
+    with pytest.raises(ValueError, match=r"eval_every=0 must be at least 1 \(or None: evaluate only at the end\)"):
+        run(eval_every=0)
+    with pytest.raises(ValueError, match=r"unknown schedule 'step': use one of \['cosine', 'linear'\]"):
+        run(schedule="step")
+    for warmup in (1.5, -0.1, 11, -1, True):
+        with pytest.raises(ValueError, match=rf"warmup={warmup!r}: give a fraction of steps in \[0, 1\] \(float\) "
+                                             r"or a number of steps in \[0, 10\] \(int\)"):
+            run(warmup=warmup)
+    with pytest.raises(ValueError, match="the model has no trainable parameter"):
+        fit(NextToken().requires_grad_(False), blocks, _lm_loss, steps=2, lr=1e-3, device="cpu", progress=False)
+
+
+def test_perplexity_errors_when_there_is_nothing_to_evaluate():
+    model = Uniform(16)
+    with pytest.raises(ValueError, match="no rows to evaluate"):
+        perplexity(model, torch.empty(0, 8, dtype=torch.long), _lm_loss)
+    with pytest.raises(ValueError, match=r"perplexity got no batches \(or no tokens\) to evaluate"):
+        perplexity(model, [], _lm_loss)
+    with pytest.raises(ValueError, match=r"perplexity got no batches \(or no tokens\) to evaluate"):
+        perplexity(model, Batches(_toy_blocks(), 4), _lm_loss, max_batches=0)

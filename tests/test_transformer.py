@@ -678,3 +678,126 @@ def test_store_book_model_refuses_a_model_off_the_recipe(tiny_book):
         tr.store_book_model(model, "decoder", "quick")
     with pytest.raises(ValueError, match="kind must be"):
         tr.store_book_model(model, "bert", "quick")
+
+
+# --- every bad input gets an error that names the fix ------------------------------------------
+
+def test_config_errors_name_the_fix():
+    with pytest.raises(ValueError, match=r"TransformerConfig\.d_model must be a positive int, got 0"):
+        tiny(d_model=0)
+    with pytest.raises(ValueError, match=r"TransformerConfig\.n_layers must be a positive int, got True"):
+        tiny(n_layers=True)
+    with pytest.raises(ValueError, match=r"TransformerConfig\.max_len must be a positive int, got 16\.0"):
+        tiny(max_len=16.0)
+    with pytest.raises(ValueError, match=r"unknown position 'alibi': use one of \('learned', 'sinusoidal', 'rope'\)"):
+        tiny(position="alibi")
+    with pytest.raises(ValueError, match="RoPE rotates pairs of dimensions: the head size d_model / n_heads = 3 must be even"):
+        tiny(d_model=12, n_heads=4, position="rope")
+    with pytest.raises(ValueError, match=r"dropout must lie in \[0, 1\), got 1\.0"):
+        tiny(dropout=1.0)
+    with pytest.raises(ValueError, match=r"pad_id=50 is not a token id \(vocab_size=50\)"):
+        tiny(pad_id=50)
+    with pytest.raises(ValueError, match=r"type_vocab_size must be >= 0 \(0 = no segment embeddings\)"):
+        tiny(type_vocab_size=-1)
+    with pytest.raises(ValueError, match="rope_base must be positive, got 0.0"):
+        tiny(position="rope", rope_base=0.0)
+
+
+def test_attention_and_multi_head_attention_reject_bad_shapes():
+    q = torch.randn(2, 4, 8)
+    with pytest.raises(ValueError, match=r"q, k, v must be \(\.\.\., T, d\); got shapes \(8,\), \(2, 4, 8\)"):
+        attention(torch.randn(8), q, q)
+    with pytest.raises(ValueError, match="k and v must have one row per key, got 4 and 5 rows"):
+        attention(q, q, torch.randn(2, 5, 8))
+    with pytest.raises(ValueError, match="d_model=30 is not a multiple of n_heads=4"):
+        MultiHeadAttention(30, 4)
+    with pytest.raises(ValueError, match="n_kv_heads=4 must divide n_heads=6"):
+        MultiHeadAttention(24, 6, n_kv_heads=4)
+    for bad in (0, -2, 2.0, True):
+        with pytest.raises(ValueError, match=rf"n_kv_heads must be a positive int \(or None.*got {bad!r}"):
+            MultiHeadAttention(24, 6, n_kv_heads=bad)
+    with pytest.raises(ValueError, match=r"expects x of shape \(batch, seq, d_model\), got \(4, 24\)"):
+        MultiHeadAttention(24, 6)(torch.randn(4, 24))
+
+
+def test_model_input_and_generate_errors_name_the_fix():
+    model = Transformer(tiny())
+    with pytest.raises(TypeError, match=r"ids must be integer token ids \(torch\.long or torch\.int\), got "
+                                        r"torch\.float32: use ids\.long\(\)"):
+        model(torch.ones(1, 4))
+    with pytest.raises(TypeError, match=r"got torch\.int16: use ids\.long\(\)"):
+        model(torch.ones(1, 4, dtype=torch.int16))
+    with pytest.raises(ValueError, match=r"seq length 0\): give at least one token"):
+        model(torch.zeros(2, 0, dtype=torch.long))
+    with pytest.raises(ValueError, match="masked LM reads both directions: build it with causal=False"):
+        MaskedLM(tiny(causal=True))
+    lm = CausalLM(tiny(causal=True, norm_first=True))
+    prompt = torch.tensor([[3, 4, 5]])
+    with pytest.raises(ValueError, match="max_new_tokens and temperature must be >= 0"):
+        lm.generate(prompt, -1)
+    with pytest.raises(ValueError, match="max_new_tokens and temperature must be >= 0"):
+        lm.generate(prompt, 2, temperature=-0.5)
+    with pytest.raises(ValueError, match="top_k must be a positive int or None, got 0"):
+        lm.generate(prompt, 2, top_k=0)
+
+
+class _SpaceTokenizer:
+    """Token ids 1 + len(word) % 40, right-padded with 0: enough for SentenceEncoder."""
+
+    def encode_batch(self, texts, max_len=16, truncate=True):
+        rows = [[1 + len(w) % 40 for w in t.split()][:max_len] or [1] for t in texts]
+        T = max(map(len, rows))
+        ids = torch.tensor([r + [0] * (T - len(r)) for r in rows])
+        return ids, (ids != 0).long()
+
+
+def test_sentence_encoder_errors_name_the_fix():
+    torch.manual_seed(0)
+    with pytest.raises(TypeError, match=r"got MaskedLM \(for a MaskedLM pass model\.encoder\)"):
+        tr.SentenceEncoder(MaskedLM(tiny()), _SpaceTokenizer())
+    with pytest.raises(TypeError, match=r"tokenizer needs an encode_batch\(texts, max_len=\.\.\., truncate=True\)"):
+        tr.SentenceEncoder(Transformer(tiny()), object())
+    enc = tr.SentenceEncoder(Transformer(tiny()), _SpaceTokenizer())
+    assert enc.encode(["the cat sat", "a dog"]).shape == (2, 32)  # the same encoder works on good input
+    with pytest.raises(TypeError, match="every text must be a str"):
+        enc.encode(["the cat", 3])
+    with pytest.raises(ValueError, match="batch_size must be at least 1, got 0"):
+        enc.encode(["the cat"], batch_size=0)
+
+
+def test_hf_config_options_we_do_not_have_are_refused():
+    bert = dict(vocab_size=30, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16,
+                max_position_embeddings=8)
+    with pytest.raises(ValueError, match=r"activation 'swish' is not supported: minilib knows \['gelu', 'gelu_new'"):
+        tr.config_from_bert(transformers.BertConfig(**bert, hidden_act="swish").to_dict())
+    with pytest.raises(ValueError, match="position_embedding_type 'relative_key': only 'absolute' maps to ours"):
+        tr.config_from_bert(transformers.BertConfig(**bert, position_embedding_type="relative_key").to_dict())
+    gpt2 = dict(vocab_size=30, n_embd=8, n_layer=1, n_head=2, n_positions=8)
+    for flag in ("scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn"):
+        with pytest.raises(ValueError, match=f"GPT-2 option {flag}=True is not implemented"):
+            tr.config_from_gpt2(transformers.GPT2Config(**gpt2, **{flag: True}).to_dict())
+    with pytest.raises(ValueError, match=r"scale_attn_weights=False is not implemented \(we always divide by sqrt"):
+        tr.config_from_gpt2(transformers.GPT2Config(**gpt2, scale_attn_weights=False).to_dict())
+    llama = dict(vocab_size=30, hidden_size=48, intermediate_size=16, num_hidden_layers=1, num_attention_heads=6)
+    with pytest.raises(ValueError, match="head_dim=16 differs from hidden_size / heads = 8: not implemented"):
+        tr.config_from_llama(transformers.LlamaConfig(**llama, head_dim=16).to_dict())
+    with pytest.raises(ValueError, match="attention_bias and mlp_bias differ: minilib has one bias switch"):
+        tr.config_from_llama(transformers.LlamaConfig(**llama, attention_bias=True, mlp_bias=False).to_dict())
+    distil = transformers.DistilBertModel(transformers.DistilBertConfig(vocab_size=20, dim=8, n_layers=1, n_heads=2,
+                                                                        hidden_dim=8, max_position_embeddings=8))
+    with pytest.raises(ValueError, match="knows BERT, GPT-2 and Llama-family models, got model_type 'distilbert'"):
+        tr.from_transformers(distil)
+    # a Llama name map built from the wrong config: 48-row query projections cannot be 16 heads of even size
+    wrong = tr.llama_name_map(llama_tiny(d_model=64, n_heads=16, n_layers=3))
+    with pytest.raises(ValueError, match="a tensor of 48 rows does not split into 16 heads of even size"):
+        tr.convert_state_dict(_random_llama().model.state_dict(), wrong, tr.LLAMA_IGNORE)
+
+
+def test_save_load_and_store_errors_name_the_fix(tmp_path):
+    with pytest.raises(TypeError, match=r"save knows \['CausalLM', 'MaskedLM', 'Transformer'\], got Linear"):
+        tr.save(torch.nn.Linear(2, 2), tmp_path / "linear")
+    assert not (tmp_path / "linear").exists()  # nothing written for a model save cannot load back
+    with pytest.raises(FileNotFoundError, match=r"holds no config\.json: pass the all-MiniLM-L6-v2 folder"):
+        tr.load_minilm(tmp_path)
+    with pytest.raises(ValueError, match=r"unknown profile 'huge': use one of \['full', 'quick'\]"):
+        tr.store_book_model(MaskedLM(tiny()), "encoder", "huge")

@@ -254,3 +254,31 @@ def test_repr_names_the_class_and_its_settings():
     assert repr(m) == "Word2Vec(3 words, dim=8, CBOW, window=2, negative=3, epochs=2)"
     from minilib.fasttext import FastText
     assert repr(FastText(vocab, 8, window=2, negative=3, epochs=2)).startswith("FastText(3 words, dim=8, skip-gram,")
+
+
+def test_counts_and_window_errors_name_the_fix():
+    with pytest.raises(ValueError, match=r"sample must be >= 0 \(0 switches subsampling off\), got -0.1"):
+        keep_probabilities([3, 1], sample=-0.1)
+    for bad in ([], [0, 0], [2, -1], [[1, 2]]):
+        with pytest.raises(ValueError, match="non-empty 1-D array of non-negative counts with a positive sum"):
+            noise_distribution(bad)
+    ids, sentence, rng = np.arange(5), np.zeros(5, dtype=np.int64), np.random.default_rng(0)
+    with pytest.raises(ValueError, match="window must be >= 1, got 0"):
+        skipgram_pairs(ids, sentence, 0, rng)
+    with pytest.raises(ValueError, match="window must be >= 1, got -2"):
+        cbow_windows(ids, sentence, -2, rng)
+
+
+def test_tiny_vocabulary_and_corpus_errors_name_the_fix():
+    with pytest.raises(ValueError, match=r"the vocabulary has 1 word\(s\); word2vec needs at least 2 \(lower min_count"):
+        Word2Vec(Vocab(["cat"], [5]), 8)
+    vocab = Vocab(["cat", "dog"], [20, 10])
+    m = Word2Vec(vocab, 8, epochs=1, sample=0)
+    with pytest.raises(ValueError, match="only one distinct vocabulary word: there is nothing to contrast"):
+        m.fit([["cat"] * 20, ["zebra"] * 5], progress=False)
+    # Enough tokens, but every sentence is one word long: no (centre, context) pair exists.
+    for sg in (True, False):
+        m = Word2Vec(vocab, 8, sg=sg, epochs=1, sample=0)
+        with pytest.raises(ValueError, match=f"epoch 0 produced no training pairs.*at least {MIN_TOKENS} tokens "
+                                             "in sentences longer than one word"):
+            m.fit([["cat"], ["dog"]] * 10, progress=False)
