@@ -601,3 +601,14 @@ def test_bbc_articles_rejects_a_bad_sample_size(monkeypatch):
     for n in (5, 13):
         with pytest.raises(ValueError, match=rf"n must be between 10 and 12 \(the distinct articles\), got {n}"):
             bench.bbc_articles(n=n)
+
+
+def test_classification_probe_in_the_row_space_predicts_like_the_full_width_probe(monkeypatch):
+    texts, y = labelled(10, ("a", "b", "c"))
+    wide = RandomModel(dim=300)                                  # 300 columns for 24 training texts per fold
+    task = bench.ClassificationTask("wide", texts, y, n_boot=50)
+    projected = task.run(wide)
+    monkeypatch.setattr(bench, "_row_space", lambda X: None)     # fit on all 300 columns instead
+    full = task.run(wide)
+    np.testing.assert_array_equal(projected["per_item"], full["per_item"])
+    assert projected["score"] == full["score"]
