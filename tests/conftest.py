@@ -18,3 +18,21 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+class WordTokenizer:
+    """A toy tokenizer for the tests: one id per word (1 + a hash of the word, mod 30), right padding,
+    no special tokens; ``encode_batch(texts, max_len) -> (ids, mask)`` like the book's tokenizers."""
+
+    def encode_batch(self, texts, max_len, truncate=True):
+        rows = [[1 + (sum(map(ord, w)) % 30) for w in t.split()][:max_len] for t in texts]
+        T = max(1, max(len(r) for r in rows))
+        ids, mask = torch.zeros(len(rows), T, dtype=torch.long), torch.zeros(len(rows), T, dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, :len(r)], mask[i, :len(r)] = torch.tensor(r, dtype=torch.long), 1
+        return ids, mask
+
+
+@pytest.fixture
+def word_tokenizer():
+    return WordTokenizer()

@@ -250,27 +250,15 @@ def test_qrels_scores_and_collection_errors_name_the_fix():
         L.recall(np.array([0, 1]), np.array([[0, 1]]), 2)      # found_ids must be (m, k), not flat
 
 
-class _WordTok:
-    """A toy tokenizer with encode_batch: one id per word (hash), right padding, no itos."""
 
-    def encode_batch(self, texts, max_len, truncate=True):
-        rows = [[2 + sum(map(ord, w)) % 40 for w in t.split()][:max_len] for t in texts]
-        T = max(len(r) for r in rows)
-        ids = torch.zeros(len(rows), T, dtype=torch.long)
-        mask = torch.zeros(len(rows), T, dtype=torch.long)
-        for i, r in enumerate(rows):
-            ids[i, :len(r)], mask[i, :len(r)] = torch.tensor(r), 1
-        return ids, mask
-
-
-def test_multivector_errors_name_the_fix():
+def test_multivector_errors_name_the_fix(word_tokenizer):
     from minilib.transformer import Transformer, TransformerConfig
 
     torch.manual_seed(0)
     model = Transformer(TransformerConfig(vocab_size=50, d_model=8, n_layers=1, n_heads=2, d_ff=16, max_len=16))
     with pytest.raises(TypeError, match=r"tokenizer needs an encode_batch\(texts, max_len=\.\.\., truncate=True\)"):
         L.MultiVector(model, tokenizer=object())
-    mv = L.MultiVector(model, _WordTok(), max_len=16)
+    mv = L.MultiVector(model, word_tokenizer, max_len=16)
     with pytest.raises(TypeError, match=r"got one str: wrap it, \[text\]"):
         mv.encode("who likes tea")
     with pytest.raises(ValueError, match="no texts given: pass at least one"):

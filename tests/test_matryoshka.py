@@ -146,36 +146,24 @@ def test_2d_loss_errors():
         matryoshka.matryoshka_2d_loss(nce, [(1, 8)])(ql[0], ql[0])
 
 
-class _Tok:
-    """A toy tokenizer: one id per word (hash), right padding."""
 
-    def encode_batch(self, texts, max_len, truncate=True):
-        rows = [[2 + (sum(map(ord, w)) % 40) for w in t.split()][:max_len] for t in texts]
-        T = max(len(r) for r in rows)
-        ids = torch.zeros(len(rows), T, dtype=torch.long)
-        mask = torch.zeros(len(rows), T, dtype=torch.long)
-        for i, r in enumerate(rows):
-            ids[i, :len(r)], mask[i, :len(r)] = torch.tensor(r), 1
-        return ids, mask
-
-
-def test_layer_embeddings_match_a_manual_forward_in_input_order():
+def test_layer_embeddings_match_a_manual_forward_in_input_order(word_tokenizer):
     torch.manual_seed(0)
     cfg = TransformerConfig(vocab_size=50, d_model=16, n_layers=2, n_heads=2, d_ff=32, max_len=16)
     model = Transformer(cfg)
     texts = ["a much longer text with many words here", "short one", "mid size text"]
-    X = matryoshka.layer_embeddings(model, _Tok(), texts, max_len=16, batch_size=2)
+    X = matryoshka.layer_embeddings(model, word_tokenizer, texts, max_len=16, batch_size=2)
     assert X.shape == (2, 3, 16)
     model.eval()
     for i, t in enumerate(texts):
-        ids, mask = _Tok().encode_batch([t], 16)
+        ids, mask = word_tokenizer.encode_batch([t], 16)
         _, hidden = model(ids, attention_mask=mask, output_hidden_states=True)
         for layer in (1, 2):
             torch.testing.assert_close(X[layer - 1, i], hidden[layer][0].mean(0), atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="empty"):
-        matryoshka.layer_embeddings(model, _Tok(), [])
+        matryoshka.layer_embeddings(model, word_tokenizer, [])
     with pytest.raises(TypeError):
-        matryoshka.layer_embeddings(model, _Tok(), "one text")
+        matryoshka.layer_embeddings(model, word_tokenizer, "one text")
 
 
 def test_retention_curve_on_a_toy_sts_task():
@@ -195,7 +183,7 @@ def test_retention_curve_on_a_toy_sts_task():
         matryoshka.retention_curve(texts[:3], X, task, (2,))
 
 
-def test_loss_arguments_errors_name_the_fix():
+def test_loss_arguments_errors_name_the_fix(word_tokenizer):
     q, k = _qk(D=16)
     for bad in ((1.0, -1.0), (1.0, float("nan"))):
         with pytest.raises(ValueError, match=r"weights must be finite and >= 0, got \[1.0, (-1.0|nan)\]"):
@@ -211,7 +199,7 @@ def test_loss_arguments_errors_name_the_fix():
     with pytest.raises(ValueError, match=r"every pair must be \(layer >= 1, dims >= 1\)"):
         matryoshka.matryoshka_2d_loss(nce, [(1, 8, 2)])
     with pytest.raises(TypeError, match="model must be a minilib.transformer.Transformer, got Linear"):
-        matryoshka.layer_embeddings(torch.nn.Linear(4, 4), _Tok(), ["a text"])
+        matryoshka.layer_embeddings(torch.nn.Linear(4, 4), word_tokenizer, ["a text"])
 
 
 def test_retention_of_a_negative_score_is_refused():

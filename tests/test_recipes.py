@@ -159,28 +159,19 @@ def test_distill_losses():
         recipes.distill_embeddings_loss(s, t, "kl")
 
 
-class _Tok:
-    def encode_batch(self, texts, max_len, truncate=True):
-        rows = [[1 + (sum(map(ord, w)) % 30) for w in t.split()][:max_len] for t in texts]
-        T = max(1, max(len(r) for r in rows))
-        ids, mask = torch.zeros(len(rows), T, dtype=torch.long), torch.zeros(len(rows), T, dtype=torch.long)
-        for i, r in enumerate(rows):
-            ids[i, :len(r)], mask[i, :len(r)] = torch.tensor(r, dtype=torch.long), 1
-        return ids, mask
 
-
-def test_student_starts_as_the_mean_of_its_token_vectors_and_learns_the_teacher():
+def test_student_starts_as_the_mean_of_its_token_vectors_and_learns_the_teacher(word_tokenizer):
     torch.manual_seed(0)
     table = torch.randn(32, 8)
-    st = recipes.StudentEncoder(table, 8, tokenizer=_Tok(), normalize=False)
-    ids, mask = _Tok().encode_batch(["a b c", "dd"], 8)
+    st = recipes.StudentEncoder(table, 8, tokenizer=word_tokenizer, normalize=False)
+    ids, mask = word_tokenizer.encode_batch(["a b c", "dd"], 8)
     out = st(ids, mask)
     torch.testing.assert_close(out[0], table[ids[0, :3]].mean(0))
     torch.testing.assert_close(out[1], table[ids[1, 0]])
     texts = [f"w{i} w{i + 1} w{i + 2}" for i in range(40)]
     teacher = _unit(40, 8, seed=3)
-    data = (*contrastive.tokenize_texts(_Tok(), texts, 8), teacher)
-    student = recipes.StudentEncoder(table, 8, tokenizer=_Tok())
+    data = (*contrastive.tokenize_texts(word_tokenizer, texts, 8), teacher)
+    student = recipes.StudentEncoder(table, 8, tokenizer=word_tokenizer)
     with torch.no_grad():
         before = float(recipes.distill_loss_fn("mse")(student, data))
     train.fit(student, train.Batches(data, 40), recipes.distill_loss_fn("mse"), steps=60, lr=0.05,
