@@ -250,7 +250,6 @@ def test_qrels_scores_and_collection_errors_name_the_fix():
         L.recall(np.array([0, 1]), np.array([[0, 1]]), 2)      # found_ids must be (m, k), not flat
 
 
-
 def test_multivector_errors_name_the_fix(word_tokenizer):
     from minilib.transformer import Transformer, TransformerConfig
 

@@ -146,7 +146,6 @@ def test_2d_loss_errors():
         matryoshka.matryoshka_2d_loss(nce, [(1, 8)])(ql[0], ql[0])
 
 
-
 def test_layer_embeddings_match_a_manual_forward_in_input_order(word_tokenizer):
     torch.manual_seed(0)
     cfg = TransformerConfig(vocab_size=50, d_model=16, n_layers=2, n_heads=2, d_ff=32, max_len=16)

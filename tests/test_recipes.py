@@ -159,7 +159,6 @@ def test_distill_losses():
         recipes.distill_embeddings_loss(s, t, "kl")
 
 
-
 def test_student_starts_as_the_mean_of_its_token_vectors_and_learns_the_teacher(word_tokenizer):
     torch.manual_seed(0)
     table = torch.randn(32, 8)
