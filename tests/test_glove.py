@@ -59,6 +59,8 @@ def test_same_seed_same_vectors(small_counts):
     assert np.array_equal(v1, v2) and h1["loss"] == h2["loss"]
     assert not np.array_equal(v1, v3)
     assert v1.shape == (20, 4) and v1.dtype == np.float32
+    v4, h4 = glove.train_glove(small_counts, dim=4, epochs=3, batch_size=50, seed=7, progress=True)
+    assert np.array_equal(v1, v4) and h4["loss"] == h1["loss"]     # a progress bar changes nothing
 
 
 def test_bad_input():

@@ -84,6 +84,7 @@ def test_free_embedding_infonce_loss_and_determinism():
 def test_critical_n_grows_with_d():
     c2 = L.critical_n(2, steps=600)
     assert c2.n == 3 and [t[:2] for t in c2.trials] == [(3, True), (4, False)]   # the circle: exactly 3
+    assert L.critical_n(2, steps=600, progress=True).trials == c2.trials          # a progress bar changes nothing
     c3 = L.critical_n(3, steps=600).n
     assert c3 >= 4                  # four unit vectors at the corners of a tetrahedron solve every pair
     assert L.critical_n(4, start=8, steps=600).n > c3
