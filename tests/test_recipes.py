@@ -344,3 +344,45 @@ def test_filter_input_errors_name_the_fix():
         recipes.apply_projector(np.zeros((3, 4)), np.eye(3))
     with pytest.raises(ValueError, match=r"got \(4,\) and \(4, 4\)"):
         recipes.apply_projector(np.zeros(4), np.eye(4))
+
+
+class _TextTable(torch.nn.Module):
+    """A sentence-transformers module whose embedding of a text is a fixed row of a table."""
+
+    def __init__(self, texts, emb):
+        super().__init__()
+        self.row = {t: i for i, t in enumerate(texts)}
+        self.emb = torch.nn.Parameter(emb)
+
+    def tokenize(self, texts, **kw):
+        return {"idx": torch.tensor([self.row[t] for t in texts])}
+
+    def forward(self, features):
+        return {**features, "sentence_embedding": self.emb[features["idx"]]}
+
+
+@pytest.mark.parametrize("relative_margin,absolute_margin", [(None, None), (0.05, None), (None, 0.1), (0.05, 0.1)])
+def test_mining_matches_sentence_transformers_mine_hard_negatives(relative_margin, absolute_margin):
+    """sentence-transformers' mine_hard_negatives (top sampling) picks the same negatives: its
+    relative_margin r is our relative = 1 - r for positive scores, its absolute_margin our margin."""
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.util import mine_hard_negatives
+
+    n, d, k = 30, 16, 3
+    g = torch.Generator().manual_seed(0)
+    topics = torch.randn(5, d, generator=g)
+    q = topics[torch.arange(n) % 5] + 0.6 * torch.randn(n, d, generator=g)     # 5 topics: many near misses
+    p = q + 0.5 * torch.randn(n, d, generator=g)
+    queries, docs = [f"q{i}" for i in range(n)], [f"d{i}" for i in range(n)]
+    st = SentenceTransformer(modules=[_TextTable(queries + docs, torch.cat([q, p]))], device="cpu")
+    out = mine_hard_negatives(Dataset.from_dict({"anchor": queries, "positive": docs}), st, num_negatives=k,
+                              relative_margin=relative_margin, absolute_margin=absolute_margin, range_max=n - 1,
+                              sampling_strategy="top", output_format="n-tuple", verbose=False)
+    assert out["anchor"] == queries                                   # no query lost for want of negatives
+    theirs = [[int(row[f"negative_{j}"][1:]) for j in range(1, k + 1)] for row in out]
+    ours, dropped = recipes.mine_hard_negatives(q, p, torch.arange(n), k=k, margin=absolute_margin,
+                                                relative=None if relative_margin is None else 1 - relative_margin,
+                                                return_dropped=True)
+    assert ours.tolist() == theirs
+    assert (dropped >= 0).any() == (relative_margin is not None or absolute_margin is not None)   # the filter acts
