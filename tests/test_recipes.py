@@ -386,3 +386,19 @@ def test_mining_matches_sentence_transformers_mine_hard_negatives(relative_margi
                                                 return_dropped=True)
     assert ours.tolist() == theirs
     assert (dropped >= 0).any() == (relative_margin is not None or absolute_margin is not None)   # the filter acts
+
+
+def test_distillation_losses_match_sentence_transformers():
+    """sentence-transformers' EmbedDistillLoss: its "cosine" is ours; its MSELoss averages over the
+    d coordinates where ours sums them (LEAF's ||s - t||^2), so ours is d times its."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer import losses
+
+    g = torch.Generator().manual_seed(0)
+    student, teacher = torch.randn(6, 16, generator=g), torch.randn(6, 16, generator=g)
+    st = SentenceTransformer(modules=[_TextTable([f"t{i}" for i in range(6)], student)], device="cpu")
+    features = [{"idx": torch.arange(6)}]
+    cos = losses.EmbedDistillLoss(st, distance_metric="cosine")(features, teacher)
+    mse = losses.MSELoss(st)(features, teacher)
+    torch.testing.assert_close(recipes.distill_embeddings_loss(student, teacher, "cosine"), cos.detach())
+    torch.testing.assert_close(recipes.distill_embeddings_loss(student, teacher, "mse"), 16 * mse.detach())
