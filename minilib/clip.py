@@ -561,8 +561,8 @@ def mnist_images(split: str = "test", size: int = 32, n: int | None = None):
 
 # --- the book's shapes CLIP, trained once and cached ----------------------------------------------
 
-# One recipe per profile. The data: one- and two-object scenes without the held-out pairs.
-# ``width`` is the ViT's width; the CNN uses width // 2 channels in its first stage.
+#: One recipe per profile. The data: one- and two-object scenes without the held-out pairs.
+#: ``width`` is the ViT's width; the CNN uses width // 2 channels in its first stage.
 SHAPES_RECIPE = {
     "quick": dict(n_one=3000, n_two=6000, size=32, patch=8, width=64, depth=2, heads=4, dim=64,
                   text_width=64, text_depth=2, steps=400, batch_size=128, lr=3e-3),

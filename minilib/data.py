@@ -241,6 +241,7 @@ def cache_dir() -> Path:
 
 
 def sha256_file(p: Path, chunk: int = 1 << 20) -> str:
+    """The SHA-256 of a file as 64 hex digits, read in chunks of ``chunk`` bytes."""
     h = hashlib.sha256()
     with open(p, "rb") as f:
         while block := f.read(chunk):
@@ -677,10 +678,12 @@ def read_translation_pairs(path) -> list[tuple[str, str]]:
 
 # --- the book corpus --------------------------------------------------------------------
 
+#: The sources of :func:`book_corpus` in each profile, in the order their texts are joined.
 CORPUS_PARTS = {"quick": ("wikipedia",), "full": ("wikipedia", "bbc_news", "kjv", "gcide")}
 _CORPUS_VERSION = 3  # bump when the cleaning changes: old caches are then ignored
 
 
+#: Fashion-MNIST's ten class names, label 0 to 9 (the captions of chapter 14 use them).
 FASHION_CLASSES = ("t-shirt", "trouser", "pullover", "dress", "coat",
                    "sandal", "shirt", "sneaker", "bag", "ankle boot")
 

@@ -54,6 +54,7 @@ __all__ = [
     "simcse_loss_fn", "text_batches", "train_mntp", "train_simcse",
 ]
 
+#: The parameter-free poolings of a decoder's states (:func:`pool`); the trainable ones are modules.
 POOLINGS = ("mean", "first_token", "last_token", "weighted_mean")
 
 
@@ -523,9 +524,9 @@ def load_smollm2(device: str | torch.device | None = None):
 
 # --- 4. prompts ------------------------------------------------------------------------------------
 
-# Templates: "{text}" marks where the text goes. PromptEOL (Jiang et al. 2023) asks the model to
-# compress the sentence into the next word and reads the last token; echo (Springer et al. 2024)
-# repeats the text so that its second copy is read by tokens that have seen all of it.
+#: Templates: "{text}" marks where the text goes. PromptEOL (Jiang et al. 2023) asks the model to
+#: compress the sentence into the next word and reads the last token; echo (Springer et al. 2024)
+#: repeats the text so that its second copy is read by tokens that have seen all of it.
 PROMPTS = {
     "prompteol": 'This sentence : "{text}" means in one word:"',
     "echo": "Rewrite the sentence: {text}, rewritten sentence: {text}",

@@ -116,9 +116,9 @@ def matryoshka_loss(base_loss: Callable, dims: Sequence[int], weights: Sequence[
 
 # --- 3. 2D Matryoshka ---------------------------------------------------------------------------
 
-# Starbucks (Zhuang et al., 2024) trains and evaluates a 12-layer, 768-d BERT on these fixed
-# (layer, dims) pairs only: one diagonal from small-and-shallow to the full model, instead of
-# 2DMSE's random layer and random width at every step.
+#: Starbucks (Zhuang et al., 2024) trains and evaluates a 12-layer, 768-d BERT on these fixed
+#: (layer, dims) pairs only: one diagonal from small-and-shallow to the full model, instead of
+#: 2DMSE's random layer and random width at every step.
 STARBUCKS_PAIRS: tuple[tuple[int, int], ...] = ((2, 32), (4, 64), (6, 128), (8, 256), (10, 512), (12, 768))
 
 

@@ -99,7 +99,7 @@ def vector_map(
     seeded: keeps neighbourhoods, distorts global distances) or ``"none"`` (``X`` is already
     ``(n, 2)``). ``labels`` names the points; ``groups`` (optional, one per point) picks the
     colours and the legend. Labels are nudged apart so they overlap less. ``tsne_kwargs`` go to
-scikit-learn's ``TSNE`` (e.g. ``{"perplexity": 5}``).
+    scikit-learn's ``TSNE`` (e.g. ``{"perplexity": 5}``).
 
     Defined in chapter 01.
     """

@@ -41,6 +41,7 @@ __all__ = [
     "principal_components", "remove_components", "Whitening", "WordVectorEmbedder", "TransformerEmbedder",
 ]
 
+#: The names :func:`pool` accepts: mean, max, [CLS] and the average of the first and last layers' means.
 POOLINGS = ("mean", "max", "cls", "first_last")
 
 

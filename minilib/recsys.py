@@ -235,7 +235,7 @@ def ranking_metrics(scores, train_users, train_items, test_users, test_items, k:
     """Recall@k and nDCG@k of top-``k`` recommendations against held-out interactions.
 
     ``scores (n_users, n_items)``; items a user had in training are never recommended again.
-    For a user with held-out set ``T``: recall = |top-k ∩ T| / min(k, |T|); nDCG = DCG / ideal
+    For a user with held-out set ``T``: recall = ``|top-k ∩ T| / min(k, |T|)``; nDCG = DCG / ideal
     DCG with gains ``1 / log2(rank + 1)``. Means over users with held-out items.
     Defined in chapter 16.
     """

@@ -36,8 +36,8 @@ POSITIONS = ("left", "right")             # one-object scenes: which half the sh
 RELATIONS = ("left of", "right of", "above", "below")   # two-object scenes
 _INVERSE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
 
-# One held-out (shape, colour) pair per shape and per colour (a "Latin diagonal"), so every
-# shape and every colour is still seen in training, just never in these four pairings.
+#: One held-out (shape, colour) pair per shape and per colour (a "Latin diagonal"), so every
+#: shape and every colour is still seen in training, just never in these four pairings.
 HELD_OUT = (("circle", "blue"), ("square", "yellow"), ("triangle", "red"), ("diamond", "green"))
 
 RGB = {

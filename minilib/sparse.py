@@ -3,7 +3,7 @@
 A document is a vector over the whole vocabulary whose non-zero entries are its words, weighted
 by how often they occur (saturating, normalised by length) and how rare they are in the
 collection (idf). A query is a bag of words, and its score against a document is the sum of the
-document's weights over the query's words (Robertson & Zaragoza 2009):
+document's weights over the query's words (Robertson & Zaragoza 2009)::
 
     score(q, d) = sum_{t in q} idf(t) * tf(t, d) (k1 + 1) / (tf(t, d) + k1 (1 - b + b |d| / avgdl))
 

@@ -1004,8 +1004,8 @@ def load(folder: str | Path, device: str | torch.device = "cpu") -> nn.Module:
 
 # --- the book's own models, for later chapters ------------------------------------------------
 
-# The recipe of chapter 06 (its notebook's ``cfg``), per profile. Later chapters (07-11) start from
-# the models this recipe trains; :func:`book_models` trains them once and caches them.
+#: The recipe of chapter 06 (its notebook's ``cfg``), per profile. Later chapters (07-11) start from
+#: the models this recipe trains; :func:`book_models` trains them once and caches them.
 BOOK_RECIPE = {
     "quick": dict(vocab_size=2000, block=64, d_model=64, n_layers=2, n_heads=4, batch_size=16, steps_mlm=1500,
                   steps_clm=1000, lr_mlm=2e-3, lr_clm=2e-3, dropout=0.0, held_out=0.1),
