@@ -489,6 +489,7 @@ class Task:
 
     @property
     def n_items(self) -> int:
+        """Number of items the bootstrap resamples (pairs, queries or texts): the result's ``n``."""
         raise NotImplementedError
 
     @property
@@ -513,6 +514,10 @@ class Task:
                 "per_item": None if per_item is None else np.asarray(per_item, dtype=np.float64)}
 
     def run(self, model, name: str | None = None) -> dict:
+        """Score ``model`` on the task: the result ``dict`` described above (subclasses implement it).
+
+        ``model`` is anything with ``encode(texts) -> (n, d)``, checked by :class:`CheckedModel`;
+        ``name`` labels it in the result."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -552,13 +557,17 @@ class STSTask(Task):
 
     @property
     def n_items(self) -> int:
+        """Number of pairs (the bootstrap resamples pairs)."""
         return len(self.gold)
 
     @property
     def texts(self) -> list[str]:
+        """The distinct texts of ``texts_a`` and ``texts_b``, in first-seen order (each encoded once)."""
         return list(dict.fromkeys(self.texts_a + self.texts_b))
 
     def run(self, model, name: str | None = None) -> dict:
+        """Spearman between the cosine of each pair and ``gold``, with a bootstrap over pairs; the result
+        ``dict`` of :class:`Task` (``per_item`` None)."""
         model = self._checked(model, name)
         uniq = self.texts
         E = _unit_rows(model.encode(uniq, self.name))
@@ -597,6 +606,8 @@ class MatrixSTSTask(_TextListTask):
         self.gold = G
 
     def run(self, model, name: str | None = None) -> dict:
+        """Spearman between the cosines and ``gold`` over all n(n-1)/2 pairs, with a bootstrap over
+        documents; the result ``dict`` of :class:`Task` (``per_item`` None)."""
         model = self._checked(model, name)
         E = _unit_rows(model.encode(self._texts, self.name))
         P = E @ E.T                                                       # (n, n) cosines
@@ -665,13 +676,17 @@ class RetrievalTask(Task):
 
     @property
     def n_items(self) -> int:
+        """Number of queries (the bootstrap resamples queries)."""
         return len(self.queries)
 
     @property
     def texts(self) -> list[str]:
+        """The queries followed by the corpus documents (not deduplicated)."""
         return self.queries + self.corpus
 
     def run(self, model, name: str | None = None) -> dict:
+        """Rank the whole corpus for each query by cosine: nDCG@k (main score and ``per_item``), MRR@k
+        and recall@k for each of ``ks``; the result ``dict`` of :class:`Task`."""
         model = self._checked(model, name)
         Q = _unit_rows(model.encode(self.queries, self.name))
         D = _unit_rows(model.encode(self.corpus, self.name))
@@ -774,6 +789,8 @@ class ClassificationTask(_TextListTask):
         return self.Cs[int(np.argmax(acc))]
 
     def run(self, model, name: str | None = None) -> dict:
+        """Cross-validated probe accuracy (main score; ``per_item`` is 1 for right, 0 for wrong), macro-F1
+        and the median chosen C (``C_median``); the result ``dict`` of :class:`Task`."""
         from threadpoolctl import threadpool_limits
 
         model = self._checked(model, name)
@@ -824,6 +841,8 @@ class ClusteringTask(_TextListTask):
         self.seeds, self.n_init = tuple(int(s) for s in seeds), int(n_init)
 
     def run(self, model, name: str | None = None) -> dict:
+        """Mean V-measure over the k-means seeds, with homogeneity, completeness and
+        ``v_measure_seed_std``; the result ``dict`` of :class:`Task` (``per_item`` None)."""
         from sklearn.cluster import KMeans
 
         model = self._checked(model, name)
@@ -864,6 +883,9 @@ class TfidfEmbedder:
         self.idf: np.ndarray | None = None
 
     def fit(self, texts: Sequence[str]) -> "TfidfEmbedder":
+        """Learn the sorted vocabulary (words in at least ``min_df`` of ``texts``) and its idf; returns ``self``.
+
+        Raises ``ValueError`` when there is no text, or no word is left."""
         texts = text_list(texts, "texts")
         if not texts:
             raise ValueError("fit needs at least one text")
@@ -881,11 +903,15 @@ class TfidfEmbedder:
 
     @property
     def dim(self) -> int:
+        """Vocabulary size ``V``, the width of the rows of :meth:`encode`; ``RuntimeError`` before :meth:`fit`."""
         if self.vocab is None:
             raise RuntimeError("the TF-IDF model is not fitted: call fit(texts) first")
         return len(self.vocab)
 
     def encode(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
+        """Unit-length TF-IDF rows ``(n, V)`` float32 of ``texts``; a text with no fitted word is a zero row.
+
+        ``batch_size`` is accepted for the common ``encode`` signature and ignored."""
         import scipy.sparse as sp
 
         dim = self.dim

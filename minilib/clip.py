@@ -108,9 +108,11 @@ class CaptionTokenizer:
 
     @property
     def vocab_size(self) -> int:
+        """Number of ids, ``[pad]`` and ``[cls]`` included."""
         return len(self.itos)
 
     def encode(self, text: str) -> list[int]:
+        """Ids of one caption: ``[cls]``, then one id per word, unpadded; ``KeyError`` for an unknown word."""
         ids = [self.cls_id]
         for w in tokenize(text):
             if w not in self.stoi:
@@ -120,6 +122,9 @@ class CaptionTokenizer:
         return ids
 
     def encode_batch(self, texts: Sequence[str], max_len: int | None = None, truncate: bool = True):
+        """``(ids, mask)``, long tensors ``(B, T)`` padded with ``[pad]`` to the longest caption.
+
+        With ``max_len``, longer captions are cut to it, or raise ``ValueError`` if not ``truncate``."""
         if isinstance(texts, str):
             raise TypeError("encode_batch expects a list of texts, got one str: wrap it in a list")
         if len(texts) == 0:
@@ -234,6 +239,9 @@ class TextTower(nn.Module):
         self.proj = nn.Linear(width, dim, bias=False)
 
     def tokens(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The transformer's output at every position, ``(B, T, width)``, before the projection.
+
+        Ids where ``mask`` is 0 count as padding; ``ValueError`` if ``T`` exceeds ``max_len``."""
         if ids.shape != mask.shape:
             raise ValueError(f"ids and mask must have the same (B, T) shape, got {tuple(ids.shape)} and {tuple(mask.shape)}")
         B, T = ids.shape
@@ -273,6 +281,7 @@ class MiniLMTextTower(nn.Module):
         self.cache: dict[str, torch.Tensor] = {}
 
     def train(self, mode: bool = True):
+        """Set the training ``mode`` of the projection; MiniLM itself always stays in eval mode. Returns ``self``."""
         super().train(mode)
         self.minilm.eval()          # locked: never in training mode (no dropout), whatever the wrapper does
         return self
@@ -290,10 +299,14 @@ class MiniLMTextTower(nn.Module):
         return torch.stack([self.cache[t] for t in texts]).to(dev)
 
     def embed_texts(self, texts: Sequence[str]) -> torch.Tensor:
+        """Projected mean-pooled MiniLM vectors ``(B, dim)``, not normalised (pooled vectors from the cache)."""
         return self.proj(self._pooled(texts))
 
     @torch.no_grad()
     def tokens_of(self, texts: Sequence[str]):
+        """MiniLM's token features, without gradient: ``(hidden (B, T, 384), mask (B, T))``, at most 64 tokens."""
+        if isinstance(texts, str):
+            raise TypeError("tokens_of takes a list of texts, got one str: wrap it, tokens_of([text])")
         dev = self.proj.weight.device
         ids, mask = self.tokenizer.encode_batch(list(texts), max_len=64, truncate=True)
         ids, mask = ids.to(dev), mask.to(dev)
@@ -326,10 +339,12 @@ class CLIP(nn.Module):
 
     @property
     def dim(self) -> int:
+        """The shared embedding dimension (both towers output it)."""
         return self.image_tower.dim
 
     @property
     def device(self) -> torch.device:
+        """The device of the model's parameters, where inputs are moved."""
         return self.logit_scale.device
 
     def scale(self) -> torch.Tensor:
@@ -337,9 +352,11 @@ class CLIP(nn.Module):
         return self.logit_scale.exp().clamp(max=100.0)
 
     def temperature(self) -> float:
+        """The current temperature ``1 / scale()`` as a float (at least 0.01)."""
         return float(1.0 / self.scale().detach())
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        """Unit-length embeddings ``(B, dim)`` of ``images`` ``(B, 3, H, W)``."""
         return F.normalize(self.image_tower(images.to(self.device)), dim=-1)
 
     def _text_features(self, texts: Sequence[str]) -> torch.Tensor:
@@ -353,9 +370,14 @@ class CLIP(nn.Module):
         return self.text_tower(ids.to(self.device), mask.to(self.device))
 
     def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
+        """Unit-length embeddings ``(B, dim)`` of a list of captions (``TypeError`` for a single str)."""
         return F.normalize(self._text_features(texts), dim=-1)
 
     def encode_text_tokens(self, texts: Sequence[str]):
+        """The text tower's token features of ``texts``: ``(hidden (B, T, w), mask (B, T))``, not projected
+        (``TypeError`` for a single str)."""
+        if isinstance(texts, str):
+            raise TypeError("encode_text_tokens takes a list of texts, got one str: wrap it, encode_text_tokens([text])")
         if hasattr(self.text_tower, "tokens_of"):
             return self.text_tower.tokens_of(list(texts))
         ids, mask = self.tokenizer.encode_batch(list(texts))

@@ -251,6 +251,7 @@ class BiEncoder(nn.Module):
 
     @property
     def dim(self) -> int:
+        """Width ``d`` of the vectors: the encoder's ``d_model`` (every pooling keeps it)."""
         return self.encoder.config.d_model
 
     def forward(self, ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

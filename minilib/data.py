@@ -88,6 +88,7 @@ class Source:
     pip_no_deps: bool = False           # install with --no-deps (its declared dependencies are not needed)
 
     def install_hint(self) -> str:
+        """The ways to install the source as one line for an error message (or "no installer is known for it")."""
         ways = []
         if self.pip:
             ways.append(f"pip install {'--no-deps ' if self.pip_no_deps else ''}'{self.pip}'")

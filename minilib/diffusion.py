@@ -71,14 +71,17 @@ class Schedule:
 
     @property
     def T(self) -> int:
+        """Number of noise steps, ``len(betas)``."""
         return self.betas.numel()
 
     @property
     def alphas(self) -> torch.Tensor:
+        """``1 - betas``, ``(T,)``: the fraction of signal variance each step keeps."""
         return 1.0 - self.betas
 
     @property
     def alpha_bar(self) -> torch.Tensor:
+        """``(T,)``: ``alpha_bar[t] = alphas[0] * ... * alphas[t]``, the signal variance left after ``t + 1`` steps."""
         return torch.cumprod(self.alphas, 0)
 
     def __len__(self) -> int:
@@ -579,6 +582,7 @@ class AttributeCNN(nn.Module):
         self.heads = nn.ModuleDict({k: nn.Linear(4 * w, int(n)) for k, n in heads.items()})
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate-layer features ``(B, 4 * width)`` of images ``x`` ``(B, C, H, W)``, what every head reads."""
         return self.body(x)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

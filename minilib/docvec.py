@@ -437,6 +437,7 @@ class LDA:
         return g / g.sum(axis=1, keepdims=True)
 
     def fit_transform(self, X) -> np.ndarray:
+        """:meth:`fit` on ``X``, then :meth:`transform` of ``X``: topic proportions ``(n_docs, n_topics)``."""
         return self.fit(X).transform(X)
 
     def bound(self, X, gamma: np.ndarray | None = None) -> float:

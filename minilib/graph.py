@@ -58,6 +58,7 @@ class Adjacency:
 
     @property
     def n(self) -> int:
+        """Number of nodes, ``len(nodes)``."""
         return len(self.nodes)
 
     def degrees(self) -> np.ndarray:

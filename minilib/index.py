@@ -467,6 +467,7 @@ class Flat(Index):
         return keys, ids
 
     def memory_per_vector(self) -> float:
+        """Bytes per stored vector: ``4 d``, the float32 vector."""
         return 4.0 * self.d
 
 
@@ -581,6 +582,7 @@ class _IVF(Index):
         self.device = torch.device(device)  # where k-means runs (a GPU makes large nlist cheap)
         self.centroids: np.ndarray | None = None    # (nlist, d)
         self._quantizer: Flat | None = None         # exact search over the centroids
+        self._given_centroids = False               # set_centroids was called: train keeps them
         self._lists = np.zeros(0, np.int64)         # (ntotal,) list of each stored vector
         self._order = self._offsets = None
 
@@ -589,10 +591,13 @@ class _IVF(Index):
         return self.centroids is not None
 
     def train(self, x) -> "_IVF":
-        """k-means on ``x`` ``(n, d)`` for the ``nlist`` centroids (and, for IVFPQ, the codebooks)."""
+        """k-means on ``x`` ``(n, d)`` for the ``nlist`` centroids, then (IVFPQ) the codebooks of the residuals.
+        After :meth:`set_centroids` the given centroids stay and only the codebooks are learnt, as faiss
+        does with a quantizer that is already trained."""
         x = _as_matrix(x, self.d, "x")
-        km = KMeans(self.nlist, niter=self.niter, seed=self.seed, device=self.device).fit(x)
-        self.set_centroids(km.centroids)
+        if not self._given_centroids:
+            km = KMeans(self.nlist, niter=self.niter, seed=self.seed, device=self.device).fit(x)
+            self._use_centroids(km.centroids)
         self._train_codes(x)
         return self
 
@@ -600,7 +605,13 @@ class _IVF(Index):
         pass
 
     def set_centroids(self, centroids) -> "_IVF":
-        """Use given centroids ``(nlist, d)`` (from faiss, or another k-means) instead of training."""
+        """Use given centroids ``(nlist, d)`` (from faiss, or another k-means) instead of k-means: a later
+        :meth:`train` keeps them and learns only the rest (IVFPQ's codebooks). Returns ``self``."""
+        self._use_centroids(centroids)
+        self._given_centroids = True
+        return self
+
+    def _use_centroids(self, centroids) -> None:
         c = _as_matrix(centroids, self.d, "centroids")
         if len(c) != self.nlist:
             raise ValueError(f"expected {self.nlist} centroids (nlist), got {len(c)}")
@@ -608,7 +619,6 @@ class _IVF(Index):
             raise RuntimeError("the index already holds vectors assigned to the old centroids: set centroids first")
         self.centroids = c
         self._quantizer = Flat(self.d, self.metric).add(c)
-        return self
 
     def quantize(self, x, nprobe: int = 1) -> np.ndarray:
         """The ``nprobe`` nearest centroids of each row of ``x`` ``(n, d)``, nearest first: ``(n, nprobe)``."""
@@ -677,6 +687,7 @@ class IVFFlat(_IVF):
         return keys, ids
 
     def memory_per_vector(self) -> float:
+        """Bytes per stored vector: ``4 d`` of float32 vector plus an 8-byte id (the centroids not counted)."""
         return 4.0 * self.d + 8
 
 
@@ -690,7 +701,8 @@ class PQ(Index):
     Search is *asymmetric* (ADC): the query stays exact; per query we fill a table of the
     ``m x 2**nbits`` distances from each query sub-vector to each sub-centroid, and the distance
     to a stored vector is the sum of ``m`` table entries picked by its codes. ``d`` must be a
-    multiple of ``m``; ``nbits <= 8`` (one uint8 per code).
+    multiple of ``m``; ``nbits <= 8``. Memory is counted packed, as faiss stores it; this
+    implementation keeps each code in its own uint8, so below 8 bits it holds ``m`` bytes.
 
     Defined in chapter 12.
     """
@@ -710,6 +722,7 @@ class PQ(Index):
 
     @property
     def is_trained(self) -> bool:
+        """Whether :meth:`train` has learned the codebooks."""
         return self.codebooks is not None
 
     def train(self, x) -> "PQ":
@@ -774,6 +787,7 @@ class PQ(Index):
         return np.concatenate(keys), np.concatenate(ids)
 
     def memory_per_vector(self) -> float:
+        """Bytes of code per stored vector, packed as faiss stores them: ``m * nbits / 8`` (codebooks not counted)."""
         return self.m * self.nbits / 8
 
 
@@ -796,6 +810,7 @@ class IVFPQ(_IVF):
 
     @property
     def is_trained(self) -> bool:
+        """Whether :meth:`train` has learned both the centroids and the codebooks of the residuals."""
         return self.centroids is not None and self.pq.is_trained
 
     def _train_codes(self, x):
@@ -832,6 +847,7 @@ class IVFPQ(_IVF):
         return keys, ids
 
     def memory_per_vector(self) -> float:
+        """Bytes per stored vector: the packed PQ code (``m * nbits / 8``, as faiss) plus an 8-byte id."""
         return self.pq.memory_per_vector() + 8
 
 
@@ -1079,6 +1095,7 @@ class HNSW(Index):
         return keys, ids
 
     def memory_per_vector(self) -> float:
+        """Bytes per stored vector: ``4 d`` of vector plus 4 per link slot, used or not, averaged over the nodes."""
         n = max(self.ntotal, 1)
         links = self.M0 * self.ntotal + self.M * int(self.levels[:self.ntotal].sum())  # slots, used or not
         return 4.0 * self.d + 4.0 * links / n
@@ -1151,6 +1168,7 @@ class Int8(_Rescored):
 
     @property
     def is_trained(self) -> bool:
+        """Whether :meth:`train` has set the per-dimension ranges."""
         return self.vmin is not None
 
     def train(self, x) -> "Int8":
@@ -1210,6 +1228,7 @@ class Binary(_Rescored):
 
     @property
     def is_trained(self) -> bool:
+        """Whether :meth:`train` has learned the mean."""
         return self.mean is not None
 
     def train(self, x) -> "Binary":

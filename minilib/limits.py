@@ -717,6 +717,7 @@ class MultiVector:
 
     @property
     def ntotal(self) -> int:
+        """The number of documents stored so far by :meth:`add`."""
         return len(self.offsets) - 1
 
     @torch.no_grad()

@@ -253,6 +253,8 @@ class MultiLayerPooling(nn.Module):
 
     @property
     def weights(self) -> torch.Tensor:
+        """The current layer weights ``softmax(s)``, one per entry of ``layers``: ``(L,)``, detached
+        (``gamma`` left out)."""
         return self.scores.softmax(dim=0).detach()
 
     def forward(self, hidden_states: Sequence[torch.Tensor], attention_mask: torch.Tensor) -> torch.Tensor:
@@ -316,15 +318,19 @@ class Decoder(nn.Module):
     special_ids: tuple[int, ...]
 
     def encode(self, text: str) -> list[int]:
+        """Token ids of ``text``, without special tokens (the embedders add their own)."""
         raise NotImplementedError
 
     def logits(self, last: torch.Tensor) -> torch.Tensor:
+        """The LM head applied to the last states: ``(B, T, d) -> (B, T, V)``."""
         raise NotImplementedError
 
     def set_dropout(self, p: float) -> int:
+        """Set the model's dropout rate to ``p``; returns how many places were set."""
         raise NotImplementedError
 
     def dropout_rate(self) -> float:
+        """The largest dropout rate in the model (0.0 if it has none)."""
         raise NotImplementedError
 
 
@@ -386,6 +392,7 @@ class MinilibDecoder(Decoder):
                                                  tokenizer.eos_id) if i is not None)
 
     def encode(self, text: str) -> list[int]:
+        """Token ids of ``text`` from the ``ByteBPE`` or ``transformers`` tokenizer, without special tokens."""
         return _hf_encode(self.tokenizer, text) if self._hf else self.tokenizer.encode(text)
 
     def forward(self, ids: torch.Tensor, attention_mask: torch.Tensor, bidirectional: bool = False,
@@ -400,14 +407,18 @@ class MinilibDecoder(Decoder):
         return out if output_hidden_states else (out, None)
 
     def logits(self, last: torch.Tensor) -> torch.Tensor:
+        """The tied LM head (the token embeddings, no bias): ``(B, T, d) -> (B, T, V)``."""
         return F.linear(last, self.lm.decoder.tok.weight)  # the tied head of CausalLM
 
     def set_dropout(self, p: float) -> int:
+        """Set every dropout of the ``CausalLM`` (layers and attention weights) to ``p`` with
+        :func:`minilib.contrastive.set_dropout`; returns how many places were set."""
         from .contrastive import set_dropout
 
         return set_dropout(self.lm, p)
 
     def dropout_rate(self) -> float:
+        """The largest dropout rate in the ``CausalLM`` (0.0 if it has none)."""
         from .contrastive import dropout_rate
 
         return dropout_rate(self.lm)
@@ -439,6 +450,7 @@ class HFDecoder(Decoder):
         self.eos_id, self.pad_id, self.mask_id, self.special_ids = _hf_token_ids(tokenizer)
 
     def encode(self, text: str) -> list[int]:
+        """Token ids of ``text`` from the ``transformers`` tokenizer, without BOS/EOS."""
         return _hf_encode(self.tokenizer, text)
 
     def forward(self, ids: torch.Tensor, attention_mask: torch.Tensor, bidirectional: bool = False,
@@ -455,9 +467,12 @@ class HFDecoder(Decoder):
         return out.last_hidden_state, hidden
 
     def logits(self, last: torch.Tensor) -> torch.Tensor:
+        """The model's own LM head (``get_output_embeddings()``): ``(B, T, d) -> (B, T, V)``."""
         return self.lm.get_output_embeddings()(last)
 
     def set_dropout(self, p: float) -> int:
+        """Set every ``nn.Dropout`` and attention-weight dropout (and ``config.attention_dropout``) to ``p``;
+        returns how many modules were set. ``p`` outside ``[0, 1)`` raises a ``ValueError``."""
         # Llama-family models have no residual dropout, only dropout on the attention weights
         # (LLM2Vec's SimCSE stage sets it to 0.3).
         if not 0.0 <= p < 1.0:
@@ -473,6 +488,7 @@ class HFDecoder(Decoder):
         return n
 
     def dropout_rate(self) -> float:
+        """The largest ``nn.Dropout`` or attention-weight dropout rate in the model (0.0 if it has none)."""
         rates = [m.p for m in self.lm.modules() if isinstance(m, nn.Dropout)]
         rates += [m.attention_dropout for m in self.lm.modules()
                   if isinstance(getattr(m, "attention_dropout", None), float)]
@@ -621,6 +637,7 @@ class DecoderEmbedder(nn.Module):
 
     @property
     def dim(self) -> int:
+        """The width ``d`` of the text vectors: the decoder's ``d_model``."""
         return self.decoder.d_model
 
     # -- tokens ----------------------------------------------------------------------------------
@@ -757,6 +774,8 @@ class Lookup:
         self.X = X
 
     def encode(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
+        """The stored rows of ``texts``: ``(n, d)`` float32 (``batch_size`` is accepted for the common
+        interface and ignored). A text that was not given at construction raises a ``KeyError``."""
         texts = text_list(texts)
         missing = [t for t in texts if t not in self.row]
         if missing:

@@ -275,6 +275,8 @@ class Whitening:
         return X.astype(np.float64)
 
     def fit(self, X, k: int | None = None) -> "Whitening":
+        """Compute ``mu``, ``W`` and ``eigenvalues`` from ``X (n, d)``, keeping ``k`` dimensions (default: all
+        ``d``); returns ``self``. Needs ``n >= 2``; a kept direction of (near) zero variance raises a ``ValueError``."""
         X = self._array(X, "Whitening.fit input")
         n, d = X.shape
         k = d if k is None else k
@@ -299,6 +301,7 @@ class Whitening:
 
     @property
     def k(self) -> int:
+        """The output width ``k`` (columns of ``W``); a ``RuntimeError`` before :meth:`fit`."""
         if self.W is None:
             raise RuntimeError("Whitening is not fitted: call fit(X) first")
         return self.W.shape[1]
@@ -313,6 +316,7 @@ class Whitening:
         return ((X - self.mu) @ self.W).astype(np.float32)
 
     def fit_transform(self, X, k: int | None = None) -> np.ndarray:
+        """:meth:`fit` on ``X (n, d)``, then :meth:`transform` it: ``(n, k)`` float32."""
         return self.fit(X, k).transform(X)
 
 
@@ -388,6 +392,7 @@ class WordVectorEmbedder:
 
     @property
     def dim(self) -> int:
+        """The width ``d`` of the word vectors, and so of the text vectors."""
         return self.vectors.shape[1]
 
     def average(self, texts: Sequence[str]) -> np.ndarray:
@@ -480,6 +485,8 @@ class TransformerEmbedder:
             raise ValueError(f"long_texts must be one of {self.LONG_TEXTS}, got {long_texts!r}")
         if whitening is not None and not isinstance(whitening, Whitening):
             raise TypeError(f"whitening must be a fitted minilib.pooling.Whitening or None, got {type(whitening).__name__}")
+        if whitening is not None and whitening.W is None:
+            raise ValueError("whitening is not fitted: call whitening.fit(X) on vectors of this embedder first")
         if max_len is not None and (isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 2):
             raise ValueError(f"max_len must be an int >= 2 or None, got {max_len!r}")
         if not -(model.config.n_layers + 1) <= first <= model.config.n_layers:
@@ -500,6 +507,7 @@ class TransformerEmbedder:
 
     @property
     def dim(self) -> int:
+        """The width of the text vectors: the whitening's ``k`` if a fitted one is set, else the model's ``d_model``."""
         return self.whitening.k if self.whitening is not None and self.whitening.W is not None \
             else self.model.config.d_model
 

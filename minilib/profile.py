@@ -36,10 +36,12 @@ class Profile:
 
     @property
     def quick(self) -> bool:
+        """True in the ``quick`` profile."""
         return self.name == "quick"
 
     @property
     def full(self) -> bool:
+        """True in the ``full`` profile."""
         return self.name == "full"
 
     def pick(self, *, quick, full):

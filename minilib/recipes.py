@@ -281,6 +281,8 @@ class StudentEncoder(nn.Module):
 
     @torch.no_grad()
     def encode(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
+        """``(n, dim)`` float32 text vectors (unit rows if ``normalize``), in eval mode; ``encode([])`` is
+        ``(0, dim)``. Without a ``tokenizer`` it raises a ``ValueError``."""
         if self.tokenizer is None:
             raise ValueError("this StudentEncoder has no tokenizer: build it with StudentEncoder(emb, dim, tokenizer)")
         if isinstance(texts, str):
@@ -292,10 +294,12 @@ class StudentEncoder(nn.Module):
         self.eval()
         device = self.tok.weight.device
         out = []
-        for s in range(0, len(texts), batch_size):
-            ids, mask = self.tokenizer.encode_batch(texts[s:s + batch_size], max_len=self.max_len, truncate=True)
-            out.append(self(ids.to(device), mask.to(device)).float().cpu().numpy())
-        self.train(was)
+        try:
+            for s in range(0, len(texts), batch_size):
+                ids, mask = self.tokenizer.encode_batch(texts[s:s + batch_size], max_len=self.max_len, truncate=True)
+                out.append(self(ids.to(device), mask.to(device)).float().cpu().numpy())
+        finally:   # an error must not leave a student in training in eval mode
+            self.train(was)
         return np.concatenate(out)
 
 
@@ -314,6 +318,8 @@ class Asymmetric:
         self.query_model, self.doc_model, self.queries = query_model, doc_model, set(queries)
 
     def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """``(n, d)`` float32: the rows of query texts from ``query_model``, the others from ``doc_model``
+        (``batch_size`` is not passed on). Different widths raise a ``ValueError``."""
         texts = list(texts)
         is_q = np.array([t in self.queries for t in texts], dtype=bool)
         parts = {}

@@ -62,6 +62,7 @@ class Baskets:
 
     @property
     def n_items(self) -> int:
+        """The number of items in the catalogue."""
         return len(self.category)
 
 
@@ -469,6 +470,7 @@ class ClickModel(nn.Module):
         return self.head(e.flatten(1)).squeeze(-1)
 
     def n_parameters(self) -> int:
+        """The number of parameters: embedding tables and the linear head."""
         return sum(p.numel() for p in self.parameters())
 
 

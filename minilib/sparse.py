@@ -68,6 +68,7 @@ class BM25:
 
     @property
     def n_docs(self) -> int:
+        """The number of documents given to :meth:`fit` (0 before it)."""
         return 0 if self.weights is None else self.weights.shape[0]
 
     def fit(self, docs) -> "BM25":

@@ -127,7 +127,7 @@ def strip_wiki_markup(text: str) -> str:
 class Vocab:
     """Words <-> integer ids, most frequent first.
 
-    ``Vocab.build(docs, min_count=5, max_size=None)`` counts the tokens of ``docs`` (an
+    ``Vocab.build(docs, min_count=1, max_size=None)`` counts the tokens of ``docs`` (an
     iterable of token lists), keeps words seen at least ``min_count`` times (at most
     ``max_size`` of them) and sorts them by count, ties alphabetically, so the same corpus
     always gives the same ids. ``counts[i]`` is the corpus count of word ``itos[i]``.
@@ -144,6 +144,8 @@ class Vocab:
 
     @classmethod
     def build(cls, docs: Iterable[Sequence[str]], min_count: int = 1, max_size: int | None = None) -> "Vocab":
+        """A :class:`Vocab` of the words of ``docs`` (token lists) seen at least ``min_count`` times, at most
+        ``max_size`` of them, by count then alphabetically. A ``ValueError`` if no word is left."""
         counter: Counter[str] = Counter()
         for doc in docs:
             if isinstance(doc, str):
@@ -193,7 +195,14 @@ class Vocab:
         return np.array([self.stoi[t] for t in tokens if t in self.stoi], dtype=np.int64)
 
     def decode(self, ids: Iterable[int]) -> list[str]:
-        return [self.itos[int(i)] for i in ids]
+        """The words of ``ids``, in order; an ``IndexError`` names an id outside ``0 .. len(vocab) - 1``."""
+        words = []
+        for i in ids:
+            i = int(i)
+            if not 0 <= i < len(self.itos):
+                raise IndexError(f"id {i} is not in the vocabulary (ids 0..{len(self.itos) - 1})")
+            words.append(self.itos[i])
+        return words
 
     def frequencies(self) -> np.ndarray:
         """Relative frequencies p(w) = count / total, in id order."""

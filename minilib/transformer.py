@@ -122,10 +122,12 @@ class TransformerConfig:
 
     @property
     def head_dim(self) -> int:
+        """The width of one attention head: ``d_model // n_heads``."""
         return self.d_model // self.n_heads
 
     @property
     def kv_heads(self) -> int:
+        """The number of key/value heads: ``n_kv_heads``, or ``n_heads`` when it is None."""
         return self.n_kv_heads or self.n_heads
 
 
@@ -314,6 +316,7 @@ class Block(nn.Module):
         self.drop = nn.Dropout(c.dropout)
 
     def feed_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The position-wise feed-forward network (MLP or SwiGLU), no residual or norm: ``(B, T, d) -> (B, T, d)``."""
         if self.gate is not None:
             return self.ff2(self.act(self.gate(x)) * self.ff1(x))  # SwiGLU
         return self.ff2(self.act(self.ff1(x)))  # (B, T, d) -> (B, T, d_ff) -> (B, T, d), per position
@@ -602,10 +605,13 @@ class SentenceEncoder:
 
     @property
     def dim(self) -> int:
+        """The width of the sentence vectors: the model's ``d_model``."""
         return self.model.config.d_model
 
     @torch.no_grad()
     def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        """``(n, d_model)`` float32 sentence vectors (unit rows if ``normalize``), computed in eval mode;
+        ``encode([])`` is ``(0, d_model)``."""
         if isinstance(texts, str):
             raise TypeError("encode takes a list of texts, got one str: wrap it, encode([text])")
         texts = list(texts)
@@ -618,14 +624,17 @@ class SentenceEncoder:
         was_training = self.model.training
         self.model.eval()  # no dropout: the same text always gets the same vector
         out = []
-        for start in range(0, len(texts), batch_size):
-            ids, mask = self.tokenizer.encode_batch(texts[start:start + batch_size], max_len=self.max_len, truncate=True)
-            ids, mask = ids.to(self.device), mask.to(self.device)
-            e = mean_pool(self.model(ids, attention_mask=mask), mask)  # (b, d)
-            if self.normalize:
-                e = F.normalize(e, dim=-1)
-            out.append(e.float().cpu().numpy())
-        self.model.train(was_training)
+        try:
+            for start in range(0, len(texts), batch_size):
+                ids, mask = self.tokenizer.encode_batch(texts[start:start + batch_size], max_len=self.max_len,
+                                                        truncate=True)
+                ids, mask = ids.to(self.device), mask.to(self.device)
+                e = mean_pool(self.model(ids, attention_mask=mask), mask)  # (b, d)
+                if self.normalize:
+                    e = F.normalize(e, dim=-1)
+                out.append(e.float().cpu().numpy())
+        finally:   # an error (a text too long, say) must not leave a model in training in eval mode
+            self.model.train(was_training)
         return np.concatenate(out)
 
 

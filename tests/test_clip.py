@@ -408,3 +408,11 @@ def test_training_and_evaluation_refuse_mismatched_data():
         clip.zero_shot_accuracy(oracle, images, [0, 1, 2], ["a", "b", "c"], template="{}")
     with pytest.raises(ValueError, match="4 images but 3 captions"):
         clip.retrieval_recall(oracle, images, captions[:3])
+
+
+def test_token_features_refuse_a_single_string():
+    model = _tiny(tower="cnn")
+    with pytest.raises(TypeError, match=r"one str: wrap it, encode_text_tokens\(\[text\]\)"):
+        model.encode_text_tokens("a red circle")
+    hidden, mask = model.encode_text_tokens(["a red circle"])
+    assert hidden.shape[:2] == mask.shape and mask.shape[0] == 1

@@ -550,8 +550,10 @@ def test_ivfpq_inner_product_keys_and_recall_match_faiss():
     ref.train(xb)
     ref.add(xb)
     C = ref.quantizer.reconstruct_n(0, 16)
-    ours = ix.IVFPQ(32, nlist=16, m=8, nbits=6, metric="ip").set_centroids(C)
-    ours.pq.train(xb - C[ours.quantize(xb, 1)[:, 0]])
+    ours = ix.IVFPQ(32, nlist=16, m=8, nbits=6, metric="ip").set_centroids(C).train(xb)   # keeps C
+    np.testing.assert_array_equal(ours.centroids, C)
+    manual = ix.PQ(32, 8, 6, metric="ip").train(xb - C[ours.quantize(xb, 1)[:, 0]])   # the residuals' codebooks
+    np.testing.assert_array_equal(ours.pq.codebooks, manual.codebooks)
     ours.add(xb)
     gt = exact(xb, xq, 10, "ip")
     for nprobe in (1, 4):

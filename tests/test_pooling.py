@@ -446,6 +446,8 @@ def test_transformer_embedder_argument_errors_name_the_fix():
         TransformerEmbedder(model, tok, long_texts="split")
     with pytest.raises(TypeError, match="whitening must be a fitted minilib.pooling.Whitening or None, got ndarray"):
         TransformerEmbedder(model, tok, whitening=np.eye(16))
+    with pytest.raises(ValueError, match=r"whitening is not fitted: call whitening\.fit\(X\)"):
+        TransformerEmbedder(model, tok, whitening=Whitening())
     for max_len in (1, True, 8.0):
         with pytest.raises(ValueError, match=r"max_len must be an int >= 2 or None, got"):
             TransformerEmbedder(model, tok, max_len=max_len)

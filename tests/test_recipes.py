@@ -402,3 +402,14 @@ def test_distillation_losses_match_sentence_transformers():
     mse = losses.MSELoss(st)(features, teacher)
     torch.testing.assert_close(recipes.distill_embeddings_loss(student, teacher, "cosine"), cos.detach())
     torch.testing.assert_close(recipes.distill_embeddings_loss(student, teacher, "mse"), 16 * mse.detach())
+
+
+def test_student_restores_training_mode_after_an_error():
+    class Failing:
+        def encode_batch(self, texts, max_len, truncate=True):
+            raise RuntimeError("tokenizer broke")
+
+    student = recipes.StudentEncoder(torch.randn(32, 8), 8, tokenizer=Failing()).train()
+    with pytest.raises(RuntimeError, match="tokenizer broke"):
+        student.encode(["a b c"])
+    assert student.training

@@ -187,3 +187,10 @@ def test_vocab_errors_name_the_fix():
         Vocab.build([["a", "b", "a"]], min_count=3)
     with pytest.raises(ValueError, match="unknown must be 'skip' or 'error'"):
         Vocab(["the", "cat"]).encode(["cat"], unknown="ignore")
+
+
+def test_vocab_decode_refuses_ids_outside_the_vocabulary():
+    v = Vocab(["the", "cat", "sat"], [5, 3, 2])
+    for bad in (-1, 3):
+        with pytest.raises(IndexError, match=rf"id {bad} is not in the vocabulary \(ids 0\.\.2\)"):
+            v.decode([0, bad])

@@ -765,6 +765,18 @@ def test_sentence_encoder_errors_name_the_fix():
         enc.encode(["the cat"], batch_size=0)
 
 
+def test_sentence_encoder_restores_training_mode_after_an_error():
+    class Failing(_SpaceTokenizer):
+        def encode_batch(self, texts, max_len=16, truncate=True):
+            raise RuntimeError("tokenizer broke")
+
+    enc = tr.SentenceEncoder(Transformer(tiny()), Failing())
+    enc.model.train()
+    with pytest.raises(RuntimeError, match="tokenizer broke"):
+        enc.encode(["the cat"])
+    assert enc.model.training                     # back in training mode, as it was
+
+
 def test_hf_config_options_we_do_not_have_are_refused():
     bert = dict(vocab_size=30, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16,
                 max_position_embeddings=8)
