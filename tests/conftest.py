@@ -36,3 +36,39 @@ class WordTokenizer:
 @pytest.fixture
 def word_tokenizer():
     return WordTokenizer()
+
+
+class BrokenTokenizer:
+    """A tokenizer whose ``encode_batch`` always fails: for checking that an encoder cleans up after an error."""
+
+    def encode_batch(self, texts, max_len=16, truncate=True):
+        raise RuntimeError("tokenizer broke")
+
+
+@pytest.fixture
+def broken_tokenizer():
+    return BrokenTokenizer()
+
+
+class TableModule(torch.nn.Module):
+    """A sentence-transformers module whose sentence embedding of input ``idx`` is row ``idx`` of a fixed
+    table; with ``texts``, ``tokenize`` maps text ``i`` to row ``i``, so the model also encodes strings."""
+
+    def __init__(self, emb, texts=()):
+        super().__init__()
+        self.emb = torch.nn.Parameter(emb)
+        self.row = {t: i for i, t in enumerate(texts)}
+
+    def tokenize(self, texts, **kw):
+        return {"idx": torch.tensor([self.row[t] for t in texts])}
+
+    def forward(self, features):
+        return {**features, "sentence_embedding": self.emb[features["idx"]]}
+
+
+@pytest.fixture
+def table_model():
+    """``table_model(emb, texts=())``: a SentenceTransformer made of one :class:`TableModule`."""
+    from sentence_transformers import SentenceTransformer
+
+    return lambda emb, texts=(): SentenceTransformer(modules=[TableModule(emb, texts)], device="cpu")

@@ -73,25 +73,13 @@ def test_matryoshka_weights_follow_their_dims_in_any_order():
     assert loss.dims == (4, 8, 24) and loss.weights == [3.0, 0.5, 1.0]
 
 
-class _Table(torch.nn.Module):
-    """A sentence-transformers module whose sentence embedding is row ``idx`` of a fixed table."""
-
-    def __init__(self, emb):
-        super().__init__()
-        self.emb = torch.nn.Parameter(emb)
-
-    def forward(self, features):
-        return {**features, "sentence_embedding": self.emb[features["idx"]]}
-
-
 @pytest.mark.parametrize("dims,weights", [((32, 16, 8, 4), (1.0, 0.5, 0.5, 2.0)), ((8, 32), None)])
-def test_matryoshka_loss_matches_sentence_transformers(dims, weights):
+def test_matryoshka_loss_matches_sentence_transformers(dims, weights, table_model):
     """sentence-transformers' MatryoshkaLoss around MultipleNegativesRankingLoss (scale 20, i.e.
     temperature 0.05) on the same anchors, positives and hard negatives gives our loss."""
-    from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer import losses
     E = torch.randn(12, 32, generator=torch.Generator().manual_seed(0))
-    st = SentenceTransformer(modules=[_Table(E)], device="cpu")
+    st = table_model(E)
     kw = {} if weights is None else {"matryoshka_weights": list(weights)}
     ref = losses.MatryoshkaLoss(st, losses.MultipleNegativesRankingLoss(st, scale=20.0), list(dims), **kw)
     a, p, n = torch.arange(0, 4), torch.arange(4, 8), torch.arange(8, 12)

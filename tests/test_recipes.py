@@ -346,27 +346,11 @@ def test_filter_input_errors_name_the_fix():
         recipes.apply_projector(np.zeros(4), np.eye(4))
 
 
-class _TextTable(torch.nn.Module):
-    """A sentence-transformers module whose embedding of a text is a fixed row of a table."""
-
-    def __init__(self, texts, emb):
-        super().__init__()
-        self.row = {t: i for i, t in enumerate(texts)}
-        self.emb = torch.nn.Parameter(emb)
-
-    def tokenize(self, texts, **kw):
-        return {"idx": torch.tensor([self.row[t] for t in texts])}
-
-    def forward(self, features):
-        return {**features, "sentence_embedding": self.emb[features["idx"]]}
-
-
 @pytest.mark.parametrize("relative_margin,absolute_margin", [(None, None), (0.05, None), (None, 0.1), (0.05, 0.1)])
-def test_mining_matches_sentence_transformers_mine_hard_negatives(relative_margin, absolute_margin):
+def test_mining_matches_sentence_transformers_mine_hard_negatives(relative_margin, absolute_margin, table_model):
     """sentence-transformers' mine_hard_negatives (top sampling) picks the same negatives: its
     relative_margin r is our relative = 1 - r for positive scores, its absolute_margin our margin."""
     from datasets import Dataset
-    from sentence_transformers import SentenceTransformer
     from sentence_transformers.util import mine_hard_negatives
 
     n, d, k = 30, 16, 3
@@ -375,7 +359,7 @@ def test_mining_matches_sentence_transformers_mine_hard_negatives(relative_margi
     q = topics[torch.arange(n) % 5] + 0.6 * torch.randn(n, d, generator=g)     # 5 topics: many near misses
     p = q + 0.5 * torch.randn(n, d, generator=g)
     queries, docs = [f"q{i}" for i in range(n)], [f"d{i}" for i in range(n)]
-    st = SentenceTransformer(modules=[_TextTable(queries + docs, torch.cat([q, p]))], device="cpu")
+    st = table_model(torch.cat([q, p]), queries + docs)
     out = mine_hard_negatives(Dataset.from_dict({"anchor": queries, "positive": docs}), st, num_negatives=k,
                               relative_margin=relative_margin, absolute_margin=absolute_margin, range_max=n - 1,
                               sampling_strategy="top", output_format="n-tuple", verbose=False)
@@ -388,15 +372,14 @@ def test_mining_matches_sentence_transformers_mine_hard_negatives(relative_margi
     assert (dropped >= 0).any() == (relative_margin is not None or absolute_margin is not None)   # the filter acts
 
 
-def test_distillation_losses_match_sentence_transformers():
+def test_distillation_losses_match_sentence_transformers(table_model):
     """sentence-transformers' EmbedDistillLoss: its "cosine" is ours; its MSELoss averages over the
     d coordinates where ours sums them (LEAF's ||s - t||^2), so ours is d times its."""
-    from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer import losses
 
     g = torch.Generator().manual_seed(0)
     student, teacher = torch.randn(6, 16, generator=g), torch.randn(6, 16, generator=g)
-    st = SentenceTransformer(modules=[_TextTable([f"t{i}" for i in range(6)], student)], device="cpu")
+    st = table_model(student)
     features = [{"idx": torch.arange(6)}]
     cos = losses.EmbedDistillLoss(st, distance_metric="cosine")(features, teacher)
     mse = losses.MSELoss(st)(features, teacher)
@@ -404,12 +387,8 @@ def test_distillation_losses_match_sentence_transformers():
     torch.testing.assert_close(recipes.distill_embeddings_loss(student, teacher, "mse"), 16 * mse.detach())
 
 
-def test_student_restores_training_mode_after_an_error():
-    class Failing:
-        def encode_batch(self, texts, max_len, truncate=True):
-            raise RuntimeError("tokenizer broke")
-
-    student = recipes.StudentEncoder(torch.randn(32, 8), 8, tokenizer=Failing()).train()
+def test_student_restores_training_mode_after_an_error(broken_tokenizer):
+    student = recipes.StudentEncoder(torch.randn(32, 8), 8, tokenizer=broken_tokenizer).train()
     with pytest.raises(RuntimeError, match="tokenizer broke"):
         student.encode(["a b c"])
     assert student.training

@@ -25,7 +25,6 @@ from minilib.transformer import (
 transformers = pytest.importorskip("transformers")
 
 
-
 def tiny(**kw) -> TransformerConfig:
     base = dict(vocab_size=50, d_model=32, n_layers=2, n_heads=4, d_ff=48, max_len=16, dropout=0.0)
     return TransformerConfig(**{**base, **kw})
@@ -741,23 +740,13 @@ def test_model_input_and_generate_errors_name_the_fix():
         lm.generate(prompt, 2, top_k=0)
 
 
-class _SpaceTokenizer:
-    """Token ids 1 + len(word) % 40, right-padded with 0: enough for SentenceEncoder."""
-
-    def encode_batch(self, texts, max_len=16, truncate=True):
-        rows = [[1 + len(w) % 40 for w in t.split()][:max_len] or [1] for t in texts]
-        T = max(map(len, rows))
-        ids = torch.tensor([r + [0] * (T - len(r)) for r in rows])
-        return ids, (ids != 0).long()
-
-
-def test_sentence_encoder_errors_name_the_fix():
+def test_sentence_encoder_errors_name_the_fix(word_tokenizer):
     torch.manual_seed(0)
     with pytest.raises(TypeError, match=r"got MaskedLM \(for a MaskedLM pass model\.encoder\)"):
-        tr.SentenceEncoder(MaskedLM(tiny()), _SpaceTokenizer())
+        tr.SentenceEncoder(MaskedLM(tiny()), word_tokenizer)
     with pytest.raises(TypeError, match=r"tokenizer needs an encode_batch\(texts, max_len=\.\.\., truncate=True\)"):
         tr.SentenceEncoder(Transformer(tiny()), object())
-    enc = tr.SentenceEncoder(Transformer(tiny()), _SpaceTokenizer())
+    enc = tr.SentenceEncoder(Transformer(tiny()), word_tokenizer)
     assert enc.encode(["the cat sat", "a dog"]).shape == (2, 32)  # the same encoder works on good input
     with pytest.raises(TypeError, match="every text must be a str"):
         enc.encode(["the cat", 3])
@@ -765,12 +754,8 @@ def test_sentence_encoder_errors_name_the_fix():
         enc.encode(["the cat"], batch_size=0)
 
 
-def test_sentence_encoder_restores_training_mode_after_an_error():
-    class Failing(_SpaceTokenizer):
-        def encode_batch(self, texts, max_len=16, truncate=True):
-            raise RuntimeError("tokenizer broke")
-
-    enc = tr.SentenceEncoder(Transformer(tiny()), Failing())
+def test_sentence_encoder_restores_training_mode_after_an_error(broken_tokenizer):
+    enc = tr.SentenceEncoder(Transformer(tiny()), broken_tokenizer)
     enc.model.train()
     with pytest.raises(RuntimeError, match="tokenizer broke"):
         enc.encode(["the cat"])
