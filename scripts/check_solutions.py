@@ -21,6 +21,7 @@ through the exercises would; one that changes a variable (``ivf.nprobe = 1``) le
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import re
 import sys
@@ -29,6 +30,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@functools.cache
+def _execute_notebook():
+    """scripts/execute_notebook.py (a sibling script, not a package): its output helpers."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("execute_notebook", ROOT / "scripts" / "execute_notebook.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 _SOLUTION = re.compile(r"^(`{3,})\{solution\}[ \t]*(\S*)[^\n]*\n(.*?)^\1[ \t]*$", re.S | re.M)
 _CODE = re.compile(r"^(`{3,})(?:python|py|ipython3?)[ \t]*\n(.*?)^\1[ \t]*$", re.S | re.M)
@@ -85,9 +97,7 @@ def with_solutions(notebook: Path):
     import nbformat
 
     nb = nbformat.read(notebook, as_version=4)
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            cell.outputs, cell.execution_count = [], None
+    _execute_notebook().clear_outputs(nb)
     for s in chapter_solutions(notebook):
         cell = nbformat.v4.new_code_cell(s.code)
         cell.metadata.update(solution=s.label, solution_source=s.source)
@@ -96,10 +106,8 @@ def with_solutions(notebook: Path):
 
 
 def _error(cell) -> str | None:
-    for out in cell.get("outputs", []):
-        if out.get("output_type") == "error":
-            return f"{out.get('ename', '?')}: {str(out.get('evalue', ''))[:300]}"
-    return None
+    errors = _execute_notebook().cell_errors(cell)
+    return f"{errors[0][0]}: {errors[0][1][:300]}" if errors else None
 
 
 def _seconds(cell) -> float | None:

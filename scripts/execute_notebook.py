@@ -31,14 +31,23 @@ def strip_images(nb) -> None:
                 out["data"] = {"text/plain": data.get("text/plain", "<figure not kept (--text-only)>")}
 
 
+def clear_outputs(nb) -> None:
+    """Empty every code cell's outputs and execution count (the stored ones must not pass for a new run's)."""
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+
+
+def cell_errors(cell) -> list[tuple[str, str]]:
+    """(exception name, message) of each error among one cell's outputs."""
+    return [(out.get("ename", "?"), str(out.get("evalue", ""))) for out in cell.get("outputs", [])
+            if out.get("output_type") == "error"]
+
+
 def failures(nb) -> list[tuple[int, str, str, str]]:
     """(cell index, cell id, exception name, message) of every code cell whose outputs hold an error."""
-    found = []
-    for index, cell in enumerate(nb.cells):
-        for out in cell.get("outputs", []):
-            if out.get("output_type") == "error":
-                found.append((index, cell.get("id", "?"), out.get("ename", "?"), str(out.get("evalue", ""))[:500]))
-    return found
+    return [(index, cell.get("id", "?"), name, value[:500])
+            for index, cell in enumerate(nb.cells) for name, value in cell_errors(cell)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,9 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     # As notebooks/conftest.py does under nbval: progress bars redraw at most every 10 s.
     os.environ.setdefault("TQDM_MININTERVAL", "10")
     nb = nbformat.read(args.notebook, as_version=4)
-    for cell in nb.cells:          # the stored outputs (the quick profile's) must not pass for this run's
-        if cell.cell_type == "code":
-            cell.outputs, cell.execution_count = [], None
+    clear_outputs(nb)              # the stored outputs (the quick profile's) must not pass for this run's
     # "python3" is the kernel of the Python running this script (jupyter_client starts sys.executable
     # for it), as nbval's --nbval-current-env does.
     client = NotebookClient(nb, timeout=args.timeout, kernel_name="python3", allow_errors=args.keep_going,
