@@ -123,6 +123,7 @@ def setup(seed: int = 0, profile: str | None = None, device: str | None = None, 
         threads = cpu_threads()
         if threads is not None:
             torch.set_num_threads(threads)
+            limit_native_threads(threads)
     _current = Profile(name=name, device=dev, seed=seed)
     if verbose:
         gpu = f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else ""
@@ -139,7 +140,8 @@ def cpu_threads() -> int | None:
     When several notebooks run side by side (the test script runs two at once on two cores), each
     one using every core makes the threads wait on each other, and some training loops run ten times
     slower. ``scripts/test.sh`` and ``scripts/run_notebook.sh`` therefore set ``MINILIB_THREADS=1``,
-    which also makes the checked outputs independent of the machine's core count.
+    which also makes the checked outputs independent of the machine's core count. :func:`setup`
+    applies it to torch and to numpy's and scipy's BLAS and OpenMP (:func:`limit_native_threads`).
     """
     value = os.environ.get("MINILIB_THREADS", "").strip()
     if not value:
@@ -152,6 +154,27 @@ def cpu_threads() -> int | None:
         raise ValueError(f"MINILIB_THREADS must be a whole number of threads, at least 1, got {value!r}; "
                          "unset it to let torch use every core")
     return threads
+
+
+_native_limits = None   # the threadpoolctl limiter of limit_native_threads (kept: the limit lasts while it lives)
+
+
+def limit_native_threads(threads: int) -> None:
+    """Cap the thread pools of the native libraries numpy, scipy, scikit-learn and faiss call into
+    (OpenBLAS and OpenMP) at ``threads``, as ``torch.set_num_threads`` caps torch's.
+
+    :func:`setup` calls it with ``MINILIB_THREADS``. Without it, a notebook limited to one torch thread
+    still runs numpy's and scipy's BLAS on every core; with two notebooks side by side on two cores
+    (``scripts/test.sh``) their BLAS threads wait on each other, and chapter 02's SVD cells took 100 s
+    instead of 3 (measured on this project's 2-core machine, the other core busy). Every notebook's
+    checked outputs came out the same with the limit as without it.
+    """
+    global _native_limits
+    if not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be a whole number, at least 1, got {threads!r}")
+    from threadpoolctl import threadpool_limits
+
+    _native_limits = threadpool_limits(limits=threads)
 
 
 # numpy's names for its AVX-512 code paths (numpy 2.4 groups them as X86_V4; older releases name each)

@@ -85,6 +85,28 @@ def test_minilib_threads_sets_torch_threads_and_rejects_nonsense(monkeypatch):
         torch.set_num_threads(before)
 
 
+def test_minilib_threads_caps_blas_and_openmp_too():
+    # In a new process (the caps are process-wide): numpy's and scipy's OpenBLAS and the OpenMP pools
+    # follow MINILIB_THREADS, not only torch. 3 is no machine's default here, so the test can fail.
+    import ast
+    import os
+    import subprocess
+    import sys
+
+    code = ("import numpy, scipy.linalg, torch; from threadpoolctl import threadpool_info; "
+            "from minilib import profile; profile.setup(seed=0, device='cpu', verbose=False); "
+            "print(sorted({(d['internal_api'], d['num_threads']) for d in threadpool_info()}), torch.get_num_threads())")
+    env = {**os.environ, "MINILIB_THREADS": "3"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    pools, torch_threads = out.rsplit(" ", 1)
+    pools = ast.literal_eval(pools)
+    assert {api for api, _ in pools} >= {"openblas"}, pools
+    assert all(n == 3 for _, n in pools) and int(torch_threads) == 3, out
+    for bad in (0, -1, 1.5):
+        with pytest.raises(ValueError, match="at least 1"):
+            profile.limit_native_threads(bad)
+
+
 def test_portable_cpu_env_selects_the_avx2_code_paths_in_new_processes():
     import subprocess
     import sys
