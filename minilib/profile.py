@@ -165,8 +165,8 @@ def limit_native_threads(threads: int) -> None:
 
     :func:`setup` calls it with ``MINILIB_THREADS``. Without it, a notebook limited to one torch thread
     still runs numpy's and scipy's BLAS on every core; with two notebooks side by side on two cores
-    (``scripts/test.sh``) their BLAS threads wait on each other, and chapter 02's SVD cells took 100 s
-    instead of 3 (measured on this project's 2-core machine, the other core busy). Every notebook's
+    (``scripts/test.sh``) their BLAS threads wait on each other, and chapter 02's three SVD cells took 100 s
+    instead of under 5 (measured on this project's 2-core machine, the other core busy). Every notebook's
     checked outputs came out the same with the limit as without it.
     """
     global _native_limits
