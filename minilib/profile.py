@@ -156,9 +156,6 @@ def cpu_threads() -> int | None:
     return threads
 
 
-_native_limits = None   # the threadpoolctl limiter of limit_native_threads (kept: the limit lasts while it lives)
-
-
 def limit_native_threads(threads: int) -> None:
     """Cap the thread pools of the native libraries numpy, scipy, scikit-learn and faiss call into
     (OpenBLAS and OpenMP) at ``threads``, as ``torch.set_num_threads`` caps torch's.
@@ -169,12 +166,11 @@ def limit_native_threads(threads: int) -> None:
     instead of under 5 (measured on this project's 2-core machine, the other core busy). Every notebook's
     checked outputs came out the same with the limit as without it.
     """
-    global _native_limits
     if not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads must be a whole number, at least 1, got {threads!r}")
     from threadpoolctl import threadpool_limits
 
-    _native_limits = threadpool_limits(limits=threads)
+    threadpool_limits(limits=threads)   # sets the limits now; they stay until changed again
 
 
 # numpy's names for its AVX-512 code paths (numpy 2.4 groups them as X86_V4; older releases name each)
