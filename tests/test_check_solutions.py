@@ -1,16 +1,12 @@
 """scripts/check_solutions.py: finds each exercise's solution code in notebook cells and prose pages and
 runs it after its notebook, in the same kernel; a failing solution or notebook cell is reported."""
-import importlib.util
-import sys
 from pathlib import Path
 
 import nbformat
+from scripts_loader import load_script
 
 ROOT = Path(__file__).resolve().parent.parent
-spec = importlib.util.spec_from_file_location("check_solutions", ROOT / "scripts" / "check_solutions.py")
-cs = importlib.util.module_from_spec(spec)
-sys.modules["check_solutions"] = cs
-spec.loader.exec_module(cs)
+cs = load_script("check_solutions")
 
 
 def test_solutions_are_found_in_notebook_cells_and_prose_pages():

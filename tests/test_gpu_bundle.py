@@ -1,16 +1,14 @@
 """scripts/gpu_bundle.py: what each notebook reads, and a pack/unpack round trip (no wheels, offline)."""
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
 from minilib import data
+from scripts_loader import load_script
 
 ROOT = Path(__file__).resolve().parent.parent
-spec = importlib.util.spec_from_file_location("gpu_bundle", ROOT / "scripts" / "gpu_bundle.py")
-gb = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(gb)
+gb = load_script("gpu_bundle")
 
 
 def nb(prefix):

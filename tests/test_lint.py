@@ -27,23 +27,15 @@ def test_code_and_notebooks_pass_pyflakes():
     assert run.returncode == 0, run.stdout + run.stderr
 
 
-def _check_solutions():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("check_solutions", ROOT / "scripts" / "check_solutions.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["check_solutions"] = mod          # dataclasses look their module up there
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_exercise_solutions_use_only_names_their_notebook_defines(tmp_path):
     """Each notebook with its solutions' code appended (as scripts/check_solutions.py runs them) passes
     the same checks: a solution that calls a renamed function or a variable the notebook no longer
     defines fails here, without running anything."""
     import nbformat
 
-    cs = _check_solutions()
+    from scripts_loader import load_script
+
+    cs = load_script("check_solutions")
     n = 0
     for nb in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         joined = cs.with_solutions(nb)

@@ -2,16 +2,15 @@
 the previous table, so a run stopped part-way (a GPU machine's time limit) keeps what it measured; with
 --executed the notebooks run through scripts/execute_notebook.py, which keeps their outputs."""
 import csv
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+from scripts_loader import load_script
+
 ROOT = Path(__file__).resolve().parent.parent
-spec = importlib.util.spec_from_file_location("run_notebooks", ROOT / "scripts" / "run_notebooks.py")
-rn = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(rn)
+rn = load_script("run_notebooks")
 
 
 def read(p):
